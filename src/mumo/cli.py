@@ -1,0 +1,289 @@
+"""The `mumo` command: one table of subcommands onto the same functions as the Python API.
+
+Exit codes: 0 success, 2 bad input (config, data, arguments) with one line naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mumo.errors import MumoError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except MumoError as err:
+        print(f"mumo: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("mumo: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mumo", description="Multimodal models from a table.")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name, (setup, handler, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        setup(command)
+        command.set_defaults(handler=handler)
+    data = sub.add_parser("data", help="check a dataset, or write a built-in one to disk")
+    data_sub = data.add_subparsers(title="data commands", metavar="ACTION")
+    for name, (setup, handler, help_text) in DATA_COMMANDS.items():
+        command = data_sub.add_parser(name, help=help_text, description=help_text)
+        setup(command)
+        command.set_defaults(handler=handler)
+    return parser
+
+
+# ------------------------------------------------------------------------------------ shared flags
+def _data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="YAML config (optional when --train and --target are given)")
+    p.add_argument("--train", help="train manifest (.csv/.jsonl/.parquet) or builtin:<name>")
+    p.add_argument("--val", help="validation manifest")
+    p.add_argument("--test", help="test manifest")
+    p.add_argument("--target", help="column to predict")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.epochs=5 (repeatable)",
+    )
+    p.add_argument(
+        "--on-error",
+        choices=["fail", "skip", "absent"],
+        help="bad cells: fail (exit 2), skip the row, or treat as absent",
+    )
+
+
+def _config_from(args: argparse.Namespace) -> Any:
+    from mumo.config import build_config, load_raw, parse_overrides
+
+    raw = load_raw(args.config) if args.config else {}
+    overrides = parse_overrides(args.overrides)
+    for flag, key in (
+        ("train", "data.train"),
+        ("val", "data.val"),
+        ("test", "data.test"),
+        ("target", "data.target"),
+        ("on_error", "data.on_error"),
+    ):
+        if getattr(args, flag, None):
+            overrides.setdefault(key, getattr(args, flag))
+    if not args.config and "data.train" not in overrides:
+        raise MumoError("give a CONFIG file or --train F (with --target COLUMN)")
+    return build_config(raw, overrides, source=args.config or "command line")
+
+
+# ------------------------------------------------------------------------------------ train
+def _train_setup(p: argparse.ArgumentParser) -> None:
+    _data_flags(p)
+    p.add_argument("--out", help="run directory (default: runs/<name>)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from checkpoints/last.ckpt"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    p.add_argument("--quiet", action="store_true", help="print only errors")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mumo.runner import train
+
+    if args.resume and not args.out:
+        raise MumoError("--resume needs --out RUN_DIR")
+    if args.resume:
+        train(_resume_config(args), out=args.out, resume=True, quiet=args.quiet)
+    else:
+        train(_config_from(args), out=args.out, overwrite=args.overwrite, quiet=args.quiet)
+    return 0
+
+
+def _resume_config(args: argparse.Namespace) -> Any:
+    from mumo.config import load_config
+
+    path = Path(args.out) / "config.yaml"
+    if not path.is_file():
+        raise MumoError(f"{args.out}: nothing to resume (no config.yaml)")
+    return load_config(path)
+
+
+# ------------------------------------------------------------------------------------ eval
+def _eval_setup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a finished run directory")
+    p.add_argument("--data", help="manifest to evaluate on (default: the run's val and test data)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--on-error", choices=["fail", "skip", "absent"], default="fail")
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import mumo
+    from mumo.data.builtin import resolve_builtin
+    from mumo.data.table import read_table
+
+    model = mumo.load(args.run_dir)
+    if args.data:
+        sources = {Path(args.data).stem: args.data}
+    else:
+        data = resolve_builtin(model.config.data)
+        sources = {name: path for name, path in (("val", data.val), ("test", data.test)) if path}
+        if not sources:
+            raise MumoError(f"{args.run_dir}: the run has no val/test manifest; pass --data F")
+    metrics = {name: model.evaluate(read_table(path), args.on_error)[0] for name, path in sources.items()}
+    if args.json:
+        print(
+            json.dumps(
+                {s: {k: (v if math.isfinite(v) else None) for k, v in m.items()} for s, m in metrics.items()},
+                indent=2,
+            )
+        )
+    else:
+        from mumo.runner import _print_metrics
+
+        _print_metrics(metrics)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ predict
+def _predict_setup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a finished run directory")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--data", help="manifest of rows to predict")
+    group.add_argument(
+        "--input",
+        nargs="+",
+        metavar="COL=VALUE",
+        help="one item, e.g. --input image=a.png caption='a red circle'",
+    )
+    p.add_argument(
+        "--out", help="write predictions here (.csv, .jsonl or .parquet); default: print JSON lines"
+    )
+    p.add_argument("--on-error", choices=["fail", "skip", "absent"], default="fail")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import mumo
+    from mumo.data.table import read_table
+
+    model = mumo.load(args.run_dir)
+    if args.input:
+        row: dict[str, Any] = {}
+        for item in args.input:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise MumoError(f"--input {item!r}: expected COLUMN=VALUE")
+            if key not in model.inputs:
+                raise MumoError(
+                    f"--input {key!r}: not an input of this model; inputs: {', '.join(model.inputs)}"
+                )
+            row[key] = value
+        print(json.dumps(model.predict([row], on_error=args.on_error)[0]))
+        return 0
+    table = read_table(args.data)
+    results = model.predict(table.frame, base_dir=table.base_dir, on_error=args.on_error)
+    if not args.out:
+        for result in results:
+            print(json.dumps(result))
+        return 0
+    _write_predictions(Path(args.out), results)
+    print(f"{len(results)} predictions → {args.out}", file=sys.stderr)
+    return 0
+
+
+def _write_predictions(path: Path, results: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    rows = []
+    for i, result in enumerate(results):
+        row: dict[str, Any] = {"row": i + 1, "prediction": result.get("prediction")}
+        if isinstance(row["prediction"], list):
+            row["prediction"] = "|".join(row["prediction"])
+        for name, p in (result.get("probabilities") or {}).items():
+            row[f"prob_{name}"] = p
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    tmp = path.with_name(f".{path.name}.tmp")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame.to_parquet(tmp, index=False)
+    elif suffix in (".jsonl", ".json"):
+        frame.to_json(tmp, orient="records", lines=True)
+    elif suffix == ".csv":
+        frame.to_csv(tmp, index=False)
+    else:
+        raise MumoError(f"--out {path}: use a .csv, .jsonl or .parquet file")
+    tmp.replace(path)
+
+
+# ------------------------------------------------------------------------------------ data
+def _check_setup(p: argparse.ArgumentParser) -> None:
+    _data_flags(p)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from mumo.data.check import check
+
+    return check(_config_from(args))
+
+
+def _make_setup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="builtin dataset, e.g. shapes")
+    p.add_argument("--out", required=True, help="folder to write files and manifests into")
+    p.add_argument("--n", type=int, default=3000, help="rows to generate")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _make(args: argparse.Namespace) -> int:
+    from mumo.data.builtin import materialize
+
+    if args.n < 20:
+        raise MumoError("--n: generate at least 20 rows")
+    out = Path(args.out)
+    if (out / "train.csv").exists():
+        raise MumoError(f"{out}: already holds a dataset (train.csv); choose another --out")
+    paths = materialize(args.name, args.n, args.seed, out_dir=out)
+    print(f"wrote {args.n} rows of builtin:{args.name} → {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ demo
+def _demo_setup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs/demo", help="folder for the demo's runs")
+    p.add_argument("--n", type=int, default=3000, help="rows of builtin:shapes to generate")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per model")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from mumo.demo import run_demo
+
+    run_demo(Path(args.out), n=args.n, epochs=args.epochs)
+    return 0
+
+
+Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
+COMMANDS: dict[str, Command] = {
+    "train": (_train_setup, _train, "train, evaluate and save a model (a run directory)"),
+    "eval": (_eval_setup, _eval, "evaluate a run on its own or another manifest"),
+    "predict": (_predict_setup, _predict, "predict with a run, on a manifest or one item"),
+    "demo": (_demo_setup, _demo, "the built-in demo: fused vs single-modality models on builtin:shapes"),
+}
+DATA_COMMANDS: dict[str, Command] = {
+    "check": (_check_setup, _check, "validate every row of a dataset and list each problem"),
+    "make": (_make_setup, _make, "write a built-in dataset (files + CSV manifests) to a folder"),
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

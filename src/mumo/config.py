@@ -1,0 +1,389 @@
+"""Typed configuration: one pydantic model per section, YAML load, and `--set key=value` overrides.
+
+Every field has a one-line doc. Validation errors become one line that names the key and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mumo.errors import ConfigError
+
+ColumnKind = Literal["text", "image", "audio", "numeric", "categorical"]
+KINDS: tuple[str, ...] = ("text", "image", "audio", "numeric", "categorical")
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, defaults are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------------------- data
+class TextOptions(Section):
+    max_length: int = Field(64, ge=4, description="Tokens kept per text cell (longer text is truncated).")
+    vocab_size: int = Field(8000, ge=64, description="Largest vocabulary the tokenizer may learn.")
+    min_frequency: int = Field(1, ge=1, description="A word piece must occur this often in train to be kept.")
+    lowercase: bool = Field(True, description="Lowercase and strip accents before tokenizing.")
+
+
+class ImageOptions(Section):
+    size: int | None = Field(
+        None, ge=8, description="Square side images are resized to; null = fit from train."
+    )
+    augment: bool = Field(True, description="Random shifts and colour jitter on train images.")
+    mean: list[float] | None = Field(None, description="Per-channel mean for normalization; null = fit.")
+    std: list[float] | None = Field(None, description="Per-channel std for normalization; null = fit.")
+
+
+class AudioOptions(Section):
+    sample_rate: int | None = Field(None, ge=1000, description="Rate clips are resampled to; null = fit.")
+    max_seconds: float | None = Field(None, gt=0, description="Clips are cut or padded to this; null = fit.")
+    n_mels: int = Field(64, ge=8, description="Mel bands of the log-mel spectrogram.")
+    window_ms: float = Field(25.0, gt=0, description="STFT window length in milliseconds.")
+    hop_ms: float = Field(10.0, gt=0, description="STFT hop in milliseconds.")
+    augment: bool = Field(True, description="SpecAugment-style time and frequency masks on train clips.")
+
+
+class BuiltinOptions(Section):
+    n: int = Field(3000, ge=20, description="Rows generated for a builtin:<name> dataset.")
+    seed: int = Field(0, description="Seed the builtin dataset is generated from.")
+
+
+class DataConfig(Section):
+    train: str = Field(description="Train manifest (.csv, .jsonl, .parquet) or builtin:<name>.")
+    val: str | None = Field(None, description="Validation manifest; null = a stratified split of train.")
+    test: str | None = Field(None, description="Test manifest; null = no test metrics.")
+    target: str | list[str] | None = Field(None, description="Column to predict (a list for multilabel).")
+    columns: dict[str, ColumnKind] = Field(
+        default_factory=dict, description="Column kinds; columns not listed are inferred from their values."
+    )
+    ignore: list[str] = Field(
+        default_factory=list, description="Columns that are not model inputs (ids, notes)."
+    )
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of train held out when val is null.")
+    on_error: Literal["fail", "skip", "absent"] = Field(
+        "fail", description="Bad cell: fail (exit 2), skip the row, or treat the cell as absent."
+    )
+    cache: bool = Field(True, description="Decode each file once and keep it in memory while training.")
+    num_workers: int = Field(
+        0, ge=0, description="DataLoader worker processes (0 = load in the main process)."
+    )
+    text: TextOptions = Field(default_factory=TextOptions, description="Text processing.")
+    image: ImageOptions = Field(default_factory=ImageOptions, description="Image processing.")
+    audio: AudioOptions = Field(default_factory=AudioOptions, description="Audio processing.")
+    builtin: BuiltinOptions = Field(default_factory=BuiltinOptions, description="builtin:<name> generation.")
+
+    @property
+    def targets(self) -> list[str]:
+        if self.target is None:
+            return []
+        return [self.target] if isinstance(self.target, str) else list(self.target)
+
+
+# ---------------------------------------------------------------------------------------- model
+class TransformerEncoder(Section):
+    type: Literal["transformer"] = "transformer"
+    layers: int = Field(2, ge=1, description="Transformer blocks.")
+    heads: int = Field(4, ge=1, description="Attention heads per block.")
+    ff_mult: int = Field(2, ge=1, description="Feed-forward width as a multiple of model.dim.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside the blocks.")
+
+
+class GRUEncoder(Section):
+    type: Literal["gru"] = "gru"
+    layers: int = Field(1, ge=1, description="Stacked bidirectional GRU layers.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on embeddings and between layers.")
+
+
+class CNNEncoder(Section):
+    type: Literal["cnn"] = "cnn"
+    channels: list[int] = Field(
+        [32, 64, 128], min_length=1, description="Channels per stage (each halves H, W)."
+    )
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the pooled features.")
+
+
+class MLPEncoder(Section):
+    type: Literal["mlp"] = "mlp"
+    hidden: int = Field(64, ge=1, description="Hidden width of the per-column MLP.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the output.")
+
+
+class EmbeddingEncoder(Section):
+    type: Literal["embedding"] = "embedding"
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the embedding.")
+
+
+EncoderConfig = Annotated[
+    TransformerEncoder | GRUEncoder | CNNEncoder | MLPEncoder | EmbeddingEncoder,
+    Field(discriminator="type"),
+]
+
+ENCODERS_FOR_KIND: dict[str, tuple[str, ...]] = {
+    "text": ("transformer", "gru"),
+    "image": ("cnn",),
+    "audio": ("cnn",),
+    "numeric": ("mlp",),
+    "categorical": ("embedding",),
+}
+DEFAULT_ENCODER: dict[str, str] = {
+    "text": "transformer",
+    "image": "cnn",
+    "audio": "cnn",
+    "numeric": "mlp",
+    "categorical": "embedding",
+}
+
+
+class ConcatFusion(Section):
+    type: Literal["concat"] = "concat"
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the concatenated vector.")
+
+
+FusionConfig = Annotated[ConcatFusion, Field(discriminator="type")]
+
+
+class HeadConfig(Section):
+    hidden: int = Field(256, ge=1, description="Hidden width of the task head MLP.")
+    layers: int = Field(1, ge=0, description="Hidden layers in the head (0 = a linear head).")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the head.")
+
+
+class ModelConfig(Section):
+    dim: int = Field(128, ge=8, description="Width of every encoder's output and of the fused vector.")
+    encoders: dict[str, EncoderConfig] = Field(
+        default_factory=dict,
+        description="Encoder per input column; columns not listed get their kind's default.",
+    )
+    fusion: FusionConfig = Field(default_factory=ConcatFusion, description="How the modalities are combined.")
+    head: HeadConfig = Field(default_factory=HeadConfig, description="Task head on the fused vector.")
+
+
+# ----------------------------------------------------------------------------------------- task
+TaskType = Literal["auto", "classification", "multilabel", "regression"]
+
+
+class TaskConfig(Section):
+    type: TaskType = Field("auto", description="What to predict; auto = from the target column's values.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing for classification.")
+
+
+# ---------------------------------------------------------------------------------------- train
+class TrainConfig(Section):
+    epochs: int = Field(20, ge=1, description="Maximum passes over the train data.")
+    batch_size: int = Field(64, ge=1, description="Rows per optimizer step (per device).")
+    lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(
+        0.01, ge=0, description="AdamW weight decay (not applied to biases and norms)."
+    )
+    warmup: float = Field(
+        0.05, ge=0, lt=1, description="Share of all steps with linear warmup before cosine decay."
+    )
+    grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this (0 = off).")
+    patience: int = Field(5, ge=1, description="Stop after this many epochs without a better val metric.")
+    monitor: str | None = Field(
+        None, description="Val metric for early stopping; null = the task's main metric."
+    )
+    seed: int = Field(0, description="Seed for weights, shuffling and augmentation.")
+    precision: Literal["32-true", "16-mixed", "bf16-mixed", "bf16-true", "64-true"] = Field(
+        "32-true", description="Numeric precision (Lightning's names)."
+    )
+    accelerator: str = Field("auto", description="cpu, gpu, mps or auto.")
+    devices: int | str = Field("auto", description="Number of devices, a list string, or auto.")
+    strategy: str = Field("auto", description="Lightning strategy: auto, ddp, fsdp, ...")
+    num_nodes: int = Field(1, ge=1, description="Machines in a multi-node run.")
+    accumulate: int = Field(1, ge=1, description="Batches whose gradients are accumulated per step.")
+    max_minutes: float | None = Field(None, gt=0, description="Stop training after this many minutes.")
+    progress: bool = Field(True, description="Show a progress bar.")
+
+
+class Config(Section):
+    name: str = Field("mumo", description="Run name, used for the default run folder.")
+    data: DataConfig = Field(description="Where the data is and how it is read.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Encoders, fusion and head.")
+    task: TaskConfig = Field(default_factory=TaskConfig, description="What is predicted, and the loss.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Optimization and the training loop.")
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_shorthand(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _columns_not_target(self) -> Config:
+        for target in self.data.targets:
+            if target in self.model.encoders:
+                raise ValueError(f"model.encoders.{target}: {target!r} is the target, not an input")
+        return self
+
+
+# ------------------------------------------------------------------------------------ load/save
+def parse_value(text: str) -> Any:
+    """`--set` values are YAML scalars or lists: 3 → int, 1e-3 → float, true → bool, [a, b] → list."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str) and _looks_like_float(value):
+        return float(value)
+    return text if value is None and text.strip() not in ("null", "~", "") else value
+
+
+def _looks_like_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set a dotted key (`train.epochs`) in a nested dict; a string section (task: x) becomes {type: x}."""
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if isinstance(child, str):
+            child = {"type": child}
+        elif child is None:
+            child = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(parts[: i + 1])}: is a value, not a section; cannot set {key}")
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """['train.epochs=3', ...] → {'train.epochs': 3}."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=3")
+        out[key.strip()] = parse_value(text)
+    return out
+
+
+def load_raw(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config is a mapping with data/model/task/train sections")
+    return raw
+
+
+def build_config(
+    raw: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "config"
+) -> Config:
+    """Validate a raw dict (+ dotted overrides) into a Config, or raise a one-line ConfigError."""
+    raw = _deep_copy(raw)
+    for key, value in (overrides or {}).items():
+        apply_override(raw, key, value)
+    if "data" not in raw or not raw.get("data"):
+        raise ConfigError(f"{source}: data.train is required (a manifest path or builtin:<name>)")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    raw = load_raw(path) if path is not None else {}
+    return build_config(raw, overrides, source=str(path) if path else "config")
+
+
+def dump_config(config: Config) -> str:
+    """The fully resolved config as YAML (every default written out)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------------------------- errors
+def format_validation_error(err: ValidationError) -> str:
+    """The first problem as one line: `key: what is wrong; what to do`."""
+    first = err.errors()[0]
+    loc = [str(part) for part in first["loc"] if not str(part).startswith("function-")]
+    # Discriminated unions add the tag to the location (model.encoders.caption.cnn.layers): drop it.
+    loc = [p for i, p in enumerate(loc) if not (i > 0 and _is_tag(p) and i + 1 < len(loc))]
+    key = ".".join(loc) or "config"
+    kind, msg, value = first["type"], first["msg"], first.get("input")
+    if kind == "extra_forbidden":
+        parent_fields = _fields_at([str(part) for part in first["loc"][:-1]])
+        hint = difflib.get_close_matches(loc[-1], parent_fields, n=1)
+        maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return f"{key}: unknown key{maybe}; valid keys: {', '.join(parent_fields)}"
+    if kind == "union_tag_invalid":
+        tags = first.get("ctx", {}).get("expected_tags", "")
+        return f"{key}.type: {first['ctx'].get('tag')!r} is not a valid type; choose one of {tags}"
+    if kind == "union_tag_not_found":
+        return f"{key}: missing 'type'"
+    if kind == "literal_error":
+        expected = first.get("ctx", {}).get("expected", "")
+        return f"{key}: {value!r} is not valid; choose one of {expected}"
+    if kind == "missing":
+        return f"{key}: required"
+    shown = f" (got {value!r})" if not isinstance(value, dict | list) else ""
+    return f"{key}: {msg[0].lower() + msg[1:]}{shown}"
+
+
+def _is_tag(part: str) -> bool:
+    return part in _TAGGED
+
+
+def _fields_at(path: list[str]) -> list[str]:
+    """Valid keys of the section at a pydantic error location, for 'did you mean' hints."""
+    node: Any = Config
+    for part in path:
+        if _is_tag(part):
+            node = _TAGGED[part]
+            continue
+        if node == "dict":  # this part is a key of a dict section (a column name)
+            node = "dict-value"
+            continue
+        fields = getattr(node, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        node = "dict" if get_origin(annotation) is dict else _section_type(annotation)
+        if node is None:
+            return []
+    return list(getattr(node, "model_fields", {}))
+
+
+def _section_type(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _section_type(arg)
+        if found is not None:
+            return found
+    return None
+
+
+_TAGGED: dict[str, type[BaseModel]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (TransformerEncoder, GRUEncoder, CNNEncoder, MLPEncoder, EmbeddingEncoder, ConcatFusion)
+}

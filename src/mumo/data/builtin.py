@@ -1,0 +1,69 @@
+"""Built-in datasets (`data.train: builtin:<name>`): generated locally from a seed, cached on disk."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from mumo.config import DataConfig
+from mumo.errors import ConfigError
+from mumo.registry import Registry
+
+BUILTINS: Registry[Callable[..., dict[str, Path]]] = Registry("a builtin dataset")
+DEFAULT_TARGET = {"shapes": "label"}
+
+
+def _shapes(out_dir: Path, n: int, seed: int) -> dict[str, Path]:
+    from mumo.data.shapes import make_shapes
+
+    return make_shapes(out_dir, n=n, seed=seed)
+
+
+BUILTINS.register("shapes")(_shapes)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MUMO_CACHE", Path.home() / ".cache" / "mumo"))
+
+
+def materialize(name: str, n: int, seed: int, out_dir: Path | None = None) -> dict[str, Path]:
+    """Generate builtin:<name> into out_dir (default: the cache), atomically; reuse it if already there."""
+    make = BUILTINS.get(name, key="data.train")
+    final = out_dir or cache_root() / "builtin" / f"{name}-n{n}-seed{seed}"
+    if (final / "train.csv").is_file():
+        return {split: final / f"{split}.csv" for split in ("train", "val", "test")}
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+    try:
+        make(tmp, n, seed)
+        if final.exists():
+            shutil.rmtree(final)  # an earlier, incomplete folder (no train.csv)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {split: final / f"{split}.csv" for split in ("train", "val", "test")}
+
+
+def resolve_builtin(data: DataConfig) -> DataConfig:
+    """Replace builtin:<name> by the generated manifests; fills target/val/test when they are unset."""
+    if not data.train.startswith("builtin:"):
+        return data
+    name = data.train.split(":", 1)[1]
+    if name not in BUILTINS:
+        raise ConfigError(
+            f"data.train: {data.train!r} is not a builtin dataset; choose one of "
+            + ", ".join(f"builtin:{b}" for b in BUILTINS.names())
+        )
+    paths = materialize(name, data.builtin.n, data.builtin.seed)
+    return data.model_copy(
+        update={
+            "train": str(paths["train"]),
+            "val": data.val or str(paths["val"]),
+            "test": data.test or str(paths["test"]),
+            "target": data.target or DEFAULT_TARGET.get(name),
+        }
+    )

@@ -1,0 +1,98 @@
+"""A Split as a torch Dataset, and the collate that builds a Batch with a presence mask per input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from mumo.data.prepare import Split
+from mumo.data.targets import TargetProcessor
+from mumo.modalities import Processor
+
+
+@dataclass
+class Batch:
+    """Model inputs per column, which rows have each column (presence), and the targets if known."""
+
+    inputs: dict[str, dict[str, Tensor]]
+    presence: dict[str, Tensor]  # column → (B,) bool
+    target: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(next(iter(self.presence.values())))
+
+
+class SplitDataset(Dataset[int]):
+    """Yields row indices; the collate looks the decoded items up, so the per-row cost is nil."""
+
+    def __init__(self, split: Split) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+class Collate:
+    """Builds a Batch from row indices: processors stack their items (and augment when training)."""
+
+    def __init__(
+        self, split: Split, processors: dict[str, Processor], target: TargetProcessor | None, train: bool
+    ) -> None:
+        self.split, self.processors, self.target, self.train = split, processors, target, train
+
+    def __call__(self, indices: list[int]) -> Batch:
+        return make_batch(
+            {c: [values[i] for i in indices] for c, values in self.split.items.items()},
+            self.processors,
+            [self.split.targets[i] for i in indices] if self.target is not None else None,
+            self.target,
+            self.train,
+        )
+
+
+def make_batch(
+    items: dict[str, list[Any]],
+    processors: dict[str, Processor],
+    targets: list[Any] | None,
+    target: TargetProcessor | None,
+    train: bool,
+) -> Batch:
+    """Items per column (None = absent) → a Batch; columns the model knows but items lack are absent."""
+    size = len(next(iter(items.values()))) if items else len(targets or [])
+    inputs, presence = {}, {}
+    for column, processor in processors.items():
+        column_items = items.get(column, [None] * size)
+        presence[column] = torch.tensor([item is not None for item in column_items], dtype=torch.bool)
+        inputs[column] = processor.collate(column_items, train)
+    target_tensor = target.stack(targets) if target is not None and targets is not None else None
+    return Batch(inputs, presence, target_tensor)
+
+
+def make_loader(
+    split: Split,
+    processors: dict[str, Processor],
+    target: TargetProcessor | None,
+    *,
+    batch_size: int,
+    train: bool,
+    num_workers: int = 0,
+    seed: int = 0,
+) -> DataLoader[Any]:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        SplitDataset(split),
+        batch_size=batch_size,
+        shuffle=train,
+        drop_last=train and len(split) > batch_size,
+        collate_fn=Collate(split, processors, target, train),
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        generator=generator if train else None,
+    )

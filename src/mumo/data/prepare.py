@@ -1,0 +1,266 @@
+"""From tables to model-ready splits: schema (column kinds), fitted processors, validated and decoded rows."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mumo.config import DataConfig
+from mumo.data.table import Table, infer_kind, infer_target_task, is_row_index
+from mumo.data.targets import TargetProcessor, make_target
+from mumo.errors import DataError
+from mumo.modalities import PROCESSORS, Processor
+from mumo.modalities.base import CellError
+
+FILE_KINDS = ("image", "audio")
+
+
+@dataclass
+class Schema:
+    """Which columns are inputs (and of what kind), which are targets, and the task."""
+
+    inputs: dict[str, str]
+    targets: list[str]
+    task: str
+    notes: list[str] = field(default_factory=list)  # what inference decided, for the log
+
+
+def resolve_schema(data: DataConfig, table: Table, task: str = "auto") -> Schema:
+    """Column kinds from the config, else inferred from the train table's values."""
+    for column in [*data.targets, *data.columns, *data.ignore]:
+        if column not in table.columns:
+            raise DataError(
+                f"column {column!r} named in the config is not in the manifest; columns: {', '.join(table.columns)}",
+                file=table.name,
+            )
+    targets = data.targets
+    notes: list[str] = []
+    inputs: dict[str, str] = {}
+    for column in table.columns:
+        if column in targets or column in data.ignore:
+            continue
+        if column in data.columns:
+            inputs[column] = data.columns[column]
+            continue
+        values = table.values(column)
+        if all(v is None for v in values):
+            notes.append(f"column {column!r} is empty in train: ignored")
+            continue
+        if is_row_index(values):
+            notes.append(
+                f"column {column!r} looks like a row id: ignored (list it in data.columns to use it)"
+            )
+            continue
+        inputs[column] = infer_kind(values)
+    if not inputs:
+        raise DataError(
+            "no input columns left after removing the target and ignored columns", file=table.name
+        )
+    if task == "auto":
+        if not targets:
+            raise DataError("no target: set data.target (or --target COLUMN)", file=table.name)
+        task = "multilabel" if len(targets) > 1 else infer_target_task(table.values(targets[0]))
+        notes.append(f"task inferred from column {targets[0]!r}: {task}")
+    return Schema(inputs=inputs, targets=targets, task=task, notes=notes)
+
+
+def make_processors(schema: Schema, data: DataConfig) -> dict[str, Processor]:
+    options = {"text": data.text, "image": data.image, "audio": data.audio}
+    processors: dict[str, Processor] = {}
+    for column, kind in schema.inputs.items():
+        cls = PROCESSORS.get(kind, key=f"data.columns.{column}")
+        processors[column] = cls(column, options[kind]) if kind in options else cls(column)  # type: ignore[call-arg]
+    return processors
+
+
+@dataclass
+class Issue:
+    """One bad cell: where it is, why, and what was done about it."""
+
+    file: str
+    row: int  # 1-based data row (the header is not counted)
+    column: str
+    reason: str
+    action: str  # skipped | absent
+
+
+@dataclass
+class Split:
+    """Decoded rows of one split: an item per input column (None = absent) and the encoded targets."""
+
+    name: str
+    items: dict[str, list[Any]]
+    targets: list[Any]
+    rows: list[int]  # 1-based row numbers in the source manifest
+    issues: list[Issue] = field(default_factory=list)
+    absent: Counter[str] = field(default_factory=Counter)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def load_split(
+    name: str,
+    table: Table,
+    processors: dict[str, Processor],
+    target: TargetProcessor | None,
+    on_error: str,
+    progress: Callable[[str, int], Iterator[None]] | None = None,
+) -> Split:
+    """Validate and decode every cell; bad cells fail, skip their row, or become absent (on_error)."""
+    n = len(table)
+    bad: dict[int, list[tuple[str, str]]] = {}
+    items: dict[str, list[Any]] = {}
+    for column, processor in processors.items():
+        if column not in table.columns:
+            items[column] = [None] * n  # a column left out of the manifest is absent everywhere
+            continue
+        cells = table.values(column)
+        decoded = _decode_column(processor, cells, table.base_dir, progress, f"{name}: {column}")
+        for row, (_, error) in enumerate(decoded):
+            if error is not None:
+                _fail_or_note(on_error, table.name, row, column, error)
+                bad.setdefault(row, []).append((column, error))
+        items[column] = [value for value, _ in decoded]
+    encoded_targets: list[Any] = [None] * n
+    if target is not None:
+        for column in target.columns:
+            if column not in table.columns:
+                raise DataError(f"target column {column!r} is missing", file=table.name)
+        target_cells = table.frame[target.columns].values.tolist()
+        for row, values in enumerate(target_cells):
+            if any(v is None for v in values):
+                error = "empty target"
+            else:
+                try:
+                    encoded_targets[row] = target.encode(values)
+                    continue
+                except CellError as err:
+                    error = str(err)
+            _fail_or_note(
+                "skip" if on_error == "absent" else on_error, table.name, row, target.columns[0], error
+            )
+            bad.setdefault(row, []).append((target.columns[0], error + " (target)"))
+    issues, keep = [], []
+    for row in range(n):
+        problems = bad.get(row, [])
+        skip = on_error == "skip" or any(reason.endswith("(target)") for _, reason in problems)
+        for column, reason in problems:
+            issues.append(Issue(table.name, row + 1, column, reason, "skipped" if skip else "absent"))
+        if not skip:
+            keep.append(row)
+    split = Split(
+        name=name,
+        items={c: [values[r] for r in keep] for c, values in items.items()},
+        targets=[encoded_targets[r] for r in keep],
+        rows=[r + 1 for r in keep],
+        issues=issues,
+    )
+    for column, values in split.items.items():
+        split.absent[column] = sum(v is None for v in values)
+    return split
+
+
+def _fail_or_note(on_error: str, file: str, row: int, column: str, reason: str) -> None:
+    if on_error == "fail":
+        raise DataError(
+            f"{reason} (use --on-error skip|absent to continue past bad rows)",
+            file=file,
+            row=row + 1,
+            column=column,
+        )
+
+
+def _decode_column(
+    processor: Processor,
+    cells: list[Any],
+    base_dir: Path,
+    progress: Callable[[str, int], Iterator[None]] | None,
+    label: str,
+) -> list[tuple[Any, str | None]]:
+    """(decoded value or None, error or None) per cell; file columns decode on a thread pool."""
+
+    def one(cell: Any) -> tuple[Any, str | None]:
+        if cell is None:
+            return None, None
+        try:
+            return processor.load(cell, base_dir), None
+        except CellError as err:
+            return None, str(err)
+
+    if processor.kind not in FILE_KINDS:
+        return [one(cell) for cell in cells]
+    out: list[tuple[Any, str | None]] = []
+    ticks = progress(label, len(cells)) if progress is not None else None
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        for result in pool.map(one, cells, chunksize=16):
+            out.append(result)
+            if ticks is not None:
+                next(ticks, None)
+    return out
+
+
+def fit_processors(processors: dict[str, Processor], target: TargetProcessor | None, table: Table) -> None:
+    """Fit every processor on the train table's raw cells (before decoding)."""
+    for column, processor in processors.items():
+        cells = [c for c in table.values(column) if c is not None]
+        processor.fit(cells, table.base_dir)
+    if target is not None:
+        target.fit(table.frame[target.columns].values.tolist())
+
+
+def finish_processors(processors: dict[str, Processor], split: Split) -> None:
+    """Statistics that need decoded train items (image/audio normalization)."""
+    for column, processor in processors.items():
+        processor.finish([item for item in split.items[column] if item is not None])
+
+
+def split_off(table: Table, fraction: float, seed: int, labels: list[Any] | None) -> tuple[Table, Table]:
+    """Hold out `fraction` of the rows, stratified by label when labels are given."""
+    rng = np.random.default_rng(seed)
+    n = len(table)
+    groups: dict[Any, list[int]] = {}
+    for row in range(n):
+        key = labels[row] if labels is not None else 0
+        groups.setdefault(key, []).append(row)
+    held: list[int] = []
+    for rows in groups.values():
+        rows = list(rng.permutation(rows))
+        take = int(round(len(rows) * fraction)) if len(rows) > 1 else 0
+        held.extend(int(r) for r in rows[:take])
+    if not held and n > 1:
+        held = [int(rng.integers(n))]
+    held_set = set(held)
+    kept = [r for r in range(n) if r not in held_set]
+    return table.subset(kept), table.subset(sorted(held))
+
+
+def make_target_processor(schema: Schema) -> TargetProcessor | None:
+    return make_target(schema.task, schema.targets) if schema.targets else None
+
+
+def summarize_issues(issues: list[Issue]) -> str:
+    """'12 rows skipped (10 × file not found, 2 × cannot decode image)'."""
+    if not issues:
+        return ""
+    reasons = Counter(_reason_kind(i.reason) for i in issues)
+    detail = ", ".join(f"{count} × {reason}" for reason, count in reasons.most_common())
+    skipped = len({(i.file, i.row) for i in issues if i.action == "skipped"})
+    absent = sum(i.action == "absent" for i in issues)
+    parts = []
+    if skipped:
+        parts.append(f"{skipped} rows skipped")
+    if absent:
+        parts.append(f"{absent} cells treated as absent")
+    return f"{' and '.join(parts)} ({detail})"
+
+
+def _reason_kind(reason: str) -> str:
+    return reason.split(":")[0].split("(")[0].strip()

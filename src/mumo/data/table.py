@@ -1,0 +1,151 @@
+"""Manifests (CSV, JSONL, Parquet) → a Table of plain Python cells, and column-kind inference."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mumo.errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+@dataclass
+class Table:
+    """Rows of a manifest. Cells are str / int / float / bool, or None for an empty cell (absent)."""
+
+    name: str  # how errors name the file, e.g. data/train.csv
+    base_dir: Path  # file paths in cells are relative to this folder
+    frame: pd.DataFrame  # object dtype; None marks an empty cell
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.frame.columns]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def values(self, column: str) -> list[Any]:
+        return list(self.frame[column])
+
+    def subset(self, rows: list[int]) -> Table:
+        return Table(self.name, self.base_dir, self.frame.iloc[rows].reset_index(drop=True))
+
+
+def is_empty(value: Any) -> bool:
+    """Empty cells mean 'absent': None, NaN, or blank text."""
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _clean(value: Any) -> Any:
+    if is_empty(value):
+        return None
+    if isinstance(value, str):
+        return value.strip()
+    if hasattr(value, "item") and not isinstance(value, list | tuple | dict):
+        return value.item()  # numpy scalar → Python
+    return value
+
+
+def read_table(path: str | Path) -> Table:
+    """Read a manifest; every cell becomes a plain Python value or None."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("manifest not found", file=str(path))
+    fmt = READERS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(
+            f"unknown manifest format {path.suffix!r}; use .csv, .jsonl or .parquet", file=str(path)
+        )
+    try:
+        if fmt in ("csv", "tsv"):
+            frame = pd.read_csv(
+                path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False, na_filter=False
+            )
+        elif fmt == "jsonl":
+            frame = pd.read_json(path, lines=True, dtype=False)
+        else:
+            frame = pd.read_parquet(path)
+    except (ValueError, OSError, pd.errors.ParserError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"cannot read manifest ({reason})", file=str(path)) from None
+    if frame.columns.duplicated().any():
+        dup = frame.columns[frame.columns.duplicated()][0]
+        raise DataError(f"column {dup!r} appears twice in the header", file=str(path))
+    frame = frame.astype(object).map(_clean)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return Table(name=str(path), base_dir=path.resolve().parent, frame=frame.reset_index(drop=True))
+
+
+def as_number(value: Any) -> float | None:
+    """A cell as a finite float, or None if it is not a number."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def infer_kind(values: list[Any]) -> str:
+    """Guess a column's kind from its non-empty values: extensions, numbers, then cardinality."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return "categorical"
+    if all(isinstance(v, bool) for v in present):
+        return "categorical"
+    strings = [v.lower() for v in present if isinstance(v, str)]
+    share = len(strings) / len(present)
+    if share >= 0.9 and strings:
+        if _share(strings, IMAGE_EXTENSIONS) >= 0.9:
+            return "image"
+        if _share(strings, AUDIO_EXTENSIONS) >= 0.9:
+            return "audio"
+    numbers = sum(as_number(v) is not None for v in present)
+    if numbers / len(present) >= 0.9:
+        return "numeric"
+    distinct = len({str(v) for v in present})
+    words = sum(len(str(v).split()) for v in present) / len(present)
+    if words <= 3 and distinct <= max(2, min(100, len(present) // 5)):
+        return "categorical"
+    return "text"
+
+
+def _share(strings: list[str], extensions: tuple[str, ...]) -> float:
+    return sum(s.endswith(extensions) for s in strings) / len(strings)
+
+
+def is_row_index(values: list[Any]) -> bool:
+    """An integer column 0..n-1 or 1..n in order is a row id, not a feature."""
+    numbers = [as_number(v) for v in values]
+    if len(numbers) < 10 or any(n is None or n != int(n) for n in numbers):
+        return False
+    start = numbers[0]
+    return start in (0.0, 1.0) and all(n == start + i for i, n in enumerate(numbers))
+
+
+def infer_target_task(values: list[Any]) -> str:
+    """classification for labels, regression for real-valued targets."""
+    present = [v for v in values if v is not None]
+    numbers = [as_number(v) for v in present]
+    if present and all(n is not None for n in numbers):
+        distinct = {n for n in numbers}
+        integral = all(float(n).is_integer() for n in distinct if n is not None)
+        if not integral or len(distinct) > 20:
+            return "regression"
+    return "classification"

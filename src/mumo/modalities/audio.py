@@ -1,0 +1,188 @@
+"""Audio columns: soundfile decode → mono → resample → fixed length → log-mel (torch); a CNN over the mel."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch import Tensor, nn
+
+from mumo.config import AudioOptions, CNNEncoder
+from mumo.modalities.base import (
+    ENCODERS,
+    PROCESSORS,
+    CellError,
+    EncoderOutput,
+    Processor,
+    encoder_key,
+    masked_mean,
+    placeholder_rows,
+)
+from mumo.modalities.image import ConvNet, output_side, resolve
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """Decode WAV/FLAC/OGG/MP3 to mono float32 samples and their rate."""
+    try:
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise CellError(f"cannot decode audio {path.name} ({reason})") from None
+    if samples.shape[0] == 0:
+        raise CellError(f"audio file {path.name} has no samples")
+    return samples.mean(axis=1), int(rate)
+
+
+def resample(wave: Tensor, orig_rate: int, new_rate: int) -> Tensor:
+    """Band-limited resampling by zero-padding or truncating the spectrum (no aliasing)."""
+    if orig_rate == new_rate:
+        return wave
+    length = max(1, round(wave.shape[-1] * new_rate / orig_rate))
+    spectrum = torch.fft.rfft(wave.double())
+    bins = length // 2 + 1
+    if bins <= spectrum.shape[-1]:
+        spectrum = spectrum[..., :bins]
+    else:
+        spectrum = torch.cat([spectrum, spectrum.new_zeros(bins - spectrum.shape[-1])])
+    return (torch.fft.irfft(spectrum, n=length) * (length / wave.shape[-1])).float()
+
+
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int) -> Tensor:
+    """(n_fft//2+1, n_mels) triangular HTK mel filters, as torchaudio.functional.melscale_fbanks(norm=None)."""
+    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    mel_points = np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2), n_mels + 2)
+    hz_points = 700.0 * (10 ** (mel_points / 2595.0) - 1.0)
+    slopes = hz_points[None, :] - freqs[:, None]  # (F, n_mels + 2)
+    widths = np.diff(hz_points)
+    down = -slopes[:, :-2] / widths[:-1]
+    up = slopes[:, 2:] / widths[1:]
+    return torch.from_numpy(np.maximum(0.0, np.minimum(down, up))).float()
+
+
+def log_mel(wave: Tensor, sample_rate: int, options: AudioOptions) -> Tensor:
+    """(S,) samples → (n_mels, T) natural-log mel power."""
+    win = max(16, round(options.window_ms * sample_rate / 1000))
+    hop = max(1, round(options.hop_ms * sample_rate / 1000))
+    n_fft = 2 ** math.ceil(math.log2(win))
+    if wave.shape[-1] < n_fft:
+        wave = torch.nn.functional.pad(wave, (0, n_fft - wave.shape[-1]))
+    spec = torch.stft(wave, n_fft, hop, win, torch.hann_window(win), center=True, return_complex=True)
+    power = spec.abs().pow(2)  # (F, T)
+    mel = mel_filterbank(n_fft, options.n_mels, sample_rate).T @ power  # (n_mels, T)
+    return torch.log(mel + 1e-6)
+
+
+@PROCESSORS.register("audio")
+class AudioProcessor(Processor):
+    """Mono clips at a fitted rate, cut to a fitted length, as normalized log-mel spectrograms."""
+
+    kind = "audio"
+
+    def __init__(self, column: str, options: AudioOptions | None = None) -> None:
+        super().__init__(column)
+        self.options = options or AudioOptions()
+        self.sample_rate = self.options.sample_rate or 16000
+        self.max_seconds = self.options.max_seconds or 5.0
+        self.mean, self.std = 0.0, 1.0
+
+    def fit(self, cells: list[Any], base_dir: Path) -> None:
+        rates, seconds = [], []
+        for cell in cells[:: max(1, len(cells) // 256)]:
+            try:
+                info = sf.info(str(resolve(cell, base_dir)))
+            except (CellError, sf.LibsndfileError, RuntimeError, TypeError):
+                continue  # load() reports bad files with their row
+            rates.append(int(info.samplerate))
+            seconds.append(info.frames / max(1, info.samplerate))
+        if self.options.sample_rate is None and rates:
+            self.sample_rate = min(16000, max(8000, Counter(rates).most_common(1)[0][0]))
+        if self.options.max_seconds is None and seconds:
+            longest = statistics.quantiles(seconds, n=20)[-1] if len(seconds) > 1 else seconds[0]
+            self.max_seconds = float(min(10.0, max(0.25, longest)))
+
+    def load(self, cell: Any, base_dir: Path) -> np.ndarray:
+        samples, rate = read_audio(resolve(cell, base_dir))
+        wave = torch.from_numpy(samples[: int(math.ceil(self.max_seconds * rate))])
+        wave = resample(wave, rate, self.sample_rate)
+        return log_mel(wave, self.sample_rate, self.options).numpy()  # (n_mels, T)
+
+    def finish(self, items: list[Any]) -> None:
+        sample = [item for item in items[:: max(1, len(items) // 2000)] if item is not None]
+        if sample:
+            values = np.concatenate([item.reshape(-1) for item in sample]).astype(np.float64)
+            self.mean, self.std = float(values.mean()), float(max(values.std(), 1e-3))
+
+    def collate(self, items: list[Any | None], train: bool) -> dict[str, Tensor]:
+        example = next(
+            (item for item in items if item is not None), np.zeros((self.options.n_mels, 1), np.float32)
+        )
+        rows = placeholder_rows(items, example)
+        frames = torch.tensor([row.shape[1] for row in rows])
+        mel = torch.zeros(len(rows), 1, self.options.n_mels, int(frames.max()))  # (B, 1, M, T)
+        for i, row in enumerate(rows):
+            mel[i, 0, :, : row.shape[1]] = (torch.from_numpy(row) - self.mean) / self.std
+        if train and self.options.augment:
+            mel = spec_augment(mel, frames)
+        return {"mel": mel, "frames": frames}
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "options": self.options.model_dump(),
+            "sample_rate": self.sample_rate,
+            "max_seconds": self.max_seconds,
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.options = AudioOptions(**state["options"])
+        self.sample_rate, self.max_seconds = state["sample_rate"], state["max_seconds"]
+        self.mean, self.std = state["mean"], state["std"]
+
+
+def spec_augment(mel: Tensor, frames: Tensor, freq_share: float = 0.15, time_share: float = 0.1) -> Tensor:
+    """One frequency band and one time span masked per clip (SpecAugment), batched."""
+    batch, _, bands, steps = mel.shape
+    f_width = (torch.rand(batch) * freq_share * bands).long()
+    f_start = (torch.rand(batch) * (bands - f_width)).long()
+    t_width = (torch.rand(batch) * time_share * frames).long()
+    t_start = (torch.rand(batch) * (frames - t_width).clamp_min(0)).long()
+    f = torch.arange(bands).view(1, -1)
+    t = torch.arange(steps).view(1, -1)
+    f_mask = (f >= f_start[:, None]) & (f < (f_start + f_width)[:, None])  # (B, M)
+    t_mask = (t >= t_start[:, None]) & (t < (t_start + t_width)[:, None])  # (B, T)
+    drop = f_mask[:, :, None] | t_mask[:, None, :]  # (B, M, T)
+    return mel.masked_fill(drop.unsqueeze(1), 0.0)
+
+
+@ENCODERS.register(encoder_key("audio", "cnn"))
+class AudioCNN(nn.Module):
+    """A small CNN over the log-mel; frequency is pooled away, leaving one token per time step."""
+
+    def __init__(self, options: CNNEncoder, dim: int, processor: Processor) -> None:
+        super().__init__()
+        self.net = ConvNet(1, options.channels, dim)
+        self.stages = len(options.channels)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(options.dropout)
+
+    def forward(self, inputs: dict[str, Tensor]) -> EncoderOutput:
+        features = self.net(inputs["mel"])  # (B, D, m, t)
+        tokens = self.norm(features.mean(2).transpose(1, 2))  # (B, t, D)
+        valid = torch.tensor(
+            [output_side(int(n), self.stages) for n in inputs["frames"]], device=tokens.device
+        ).clamp(1, tokens.shape[1])
+        mask = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < valid[:, None]  # (B, t)
+        return EncoderOutput(self.dropout(masked_mean(tokens, mask)), tokens, mask)

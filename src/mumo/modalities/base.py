@@ -1,0 +1,135 @@
+"""What every modality provides: a processor (cells → tensors) and encoders (tensors → EncoderOutput)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from torch import Tensor, nn
+
+from mumo.registry import Registry
+
+
+class EncoderOutput(NamedTuple):
+    """The one output type of every encoder, so any fusion works with any encoder."""
+
+    pooled: Tensor  # (B, D) one vector per row
+    tokens: Tensor  # (B, T, D) per-token / per-patch / per-frame vectors
+    mask: Tensor  # (B, T) bool, True where a token is real
+
+
+class CellError(Exception):
+    """A cell that names a missing or undecodable file, or holds a value of the wrong type."""
+
+
+class Processor:
+    """Turns cells of one column into model inputs. Fitted on train only; saved as JSON (+ tokenizer.json).
+
+    Lifecycle: fit(train cells) → load(cell) for every row (validates and decodes, result may be cached)
+    → finish(loaded train items) for statistics of decoded data → collate(items, train) per batch.
+    """
+
+    kind: str = ""
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+
+    def fit(self, cells: list[Any], base_dir: Path) -> None:
+        """Learn what is needed from raw train cells; bad cells are ignored here and reported by load()."""
+
+    def load(self, cell: Any, base_dir: Path) -> Any:
+        """Decode one cell; raise CellError with a short reason when it is bad."""
+        raise NotImplementedError
+
+    def finish(self, items: list[Any]) -> None:
+        """Statistics that need decoded train items (e.g. normalization)."""
+
+    def collate(self, items: list[Any | None], train: bool) -> dict[str, Tensor]:
+        """Stack a batch; None marks an absent cell (its slot gets a placeholder the model never encodes)."""
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to rebuild the fitted processor, as JSON."""
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def save(self, folder: Path) -> None:
+        """Write to folder/processor.json (folder is preprocess/<column>/)."""
+        write_json(folder / "processor.json", {"kind": self.kind, **self.state()})
+
+    def restore(self, folder: Path) -> None:
+        state = json.loads((folder / "processor.json").read_text())
+        state.pop("kind", None)
+        self.set_state(state)
+
+
+def write_json(path: Path, payload: Any) -> None:
+    write_text(path, json.dumps(payload, indent=2, sort_keys=True))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write atomically: a temp file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def placeholder_rows(items: list[Any | None], example: Any) -> list[Any]:
+    """Fill absent slots with a real example's shape so the batch stacks; the model never encodes them."""
+    return [example if item is None else item for item in items]
+
+
+def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
+    """(B, T, D), (B, T) → (B, D), averaging only the real tokens."""
+    weights = mask.unsqueeze(-1).to(tokens.dtype)
+    return (tokens * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+# An encoder is registered under (kind, type) and built as cls(options, dim, processor).
+ENCODERS: Registry[type[nn.Module]] = Registry("an encoder")
+PROCESSORS: Registry[type[Processor]] = Registry("a column kind")
+
+
+def encoder_key(kind: str, type_: str) -> str:
+    return f"{kind}/{type_}"
+
+
+def dummy_batch(processor: Processor, cells: list[Any], base_dir: Path) -> dict[str, Tensor]:
+    """Load and collate a few cells: used by tests and benchmarks to feed an encoder."""
+    items = [processor.load(cell, base_dir) for cell in cells]
+    processor.finish(items)
+    return processor.collate(items, train=True)
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts."""
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return total, trainable
+
+
+__all__ = [
+    "ENCODERS",
+    "PROCESSORS",
+    "CellError",
+    "EncoderOutput",
+    "Processor",
+    "count_parameters",
+    "dummy_batch",
+    "encoder_key",
+    "masked_mean",
+    "placeholder_rows",
+    "write_json",
+    "write_text",
+]

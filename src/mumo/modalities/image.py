@@ -1,0 +1,189 @@
+"""Image columns: Pillow decode → RGB → resize + centre crop → normalize; batched augmentation; a small CNN."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor, nn
+
+from mumo.config import CNNEncoder, ImageOptions
+from mumo.modalities.base import (
+    ENCODERS,
+    PROCESSORS,
+    CellError,
+    EncoderOutput,
+    Processor,
+    encoder_key,
+    placeholder_rows,
+)
+
+Image.MAX_IMAGE_PIXELS = 20_000 * 20_000  # large but bounded: refuse decompression bombs beyond this
+
+
+def resolve(cell: Any, base_dir: Path) -> Path:
+    """A file cell as a path; relative paths are relative to the manifest's folder."""
+    if not isinstance(cell, str):
+        raise CellError(f"{cell!r} is not a file path")
+    path = Path(cell).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    if not path.is_file():
+        raise CellError(f"file not found: {cell}")
+    return path
+
+
+def decode_image(path: Path, size: int) -> np.ndarray:
+    """Decode to RGB, resize the shorter side to `size`, centre-crop: (size, size, 3) uint8."""
+    try:
+        with Image.open(path) as source:
+            source.load()
+            image = source.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise CellError(f"cannot decode image {path.name} ({_reason(err)})") from None
+    width, height = image.size
+    if (width, height) != (size, size):
+        scale = size / min(width, height)
+        new = (max(size, round(width * scale)), max(size, round(height * scale)))
+        image = image.resize(new, Image.Resampling.BILINEAR, reducing_gap=3.0)
+        left, top = (new[0] - size) // 2, (new[1] - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text[:120]
+
+
+@PROCESSORS.register("image")
+class ImageProcessor(Processor):
+    """Square RGB images of a fitted size, normalized with train channel statistics."""
+
+    kind = "image"
+
+    def __init__(self, column: str, options: ImageOptions | None = None) -> None:
+        super().__init__(column)
+        self.options = options or ImageOptions()
+        self.size = self.options.size or 0
+        self.mean = self.options.mean or []
+        self.std = self.options.std or []
+
+    def fit(self, cells: list[Any], base_dir: Path) -> None:
+        if self.options.size:
+            self.size = self.options.size
+            return
+        sides = []
+        for cell in cells[:: max(1, len(cells) // 256)]:
+            try:
+                with Image.open(resolve(cell, base_dir)) as image:
+                    sides.append(min(image.size))
+            except (CellError, OSError, UnidentifiedImageError, ValueError):
+                continue  # load() reports bad files with their row
+        side = statistics.median(sides) if sides else 64
+        self.size = int(min(128, max(16, 8 * round(side / 8))))
+
+    def load(self, cell: Any, base_dir: Path) -> np.ndarray:
+        return decode_image(resolve(cell, base_dir), self.size)
+
+    def finish(self, items: list[Any]) -> None:
+        if self.mean and self.std:
+            return
+        sample = [item for item in items[:: max(1, len(items) // 2000)] if item is not None]
+        if not sample:
+            self.mean, self.std = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
+            return
+        pixels = np.stack(sample).reshape(-1, 3).astype(np.float64) / 255.0
+        self.mean = [float(v) for v in pixels.mean(0)]
+        self.std = [float(max(v, 1e-3)) for v in pixels.std(0)]
+
+    def collate(self, items: list[Any | None], train: bool) -> dict[str, Tensor]:
+        example = next(
+            (item for item in items if item is not None), np.zeros((self.size, self.size, 3), np.uint8)
+        )
+        stacked = np.stack(placeholder_rows(items, example))  # (B, H, W, 3) uint8
+        pixels = torch.from_numpy(stacked).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
+        if train and self.options.augment:
+            pixels = augment_images(pixels)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return {"pixels": (pixels - mean) / std}
+
+    def state(self) -> dict[str, Any]:
+        return {"options": self.options.model_dump(), "size": self.size, "mean": self.mean, "std": self.std}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.options = ImageOptions(**state["options"])
+        self.size, self.mean, self.std = state["size"], state["mean"], state["std"]
+
+
+def augment_images(pixels: Tensor, shift: float = 0.1, jitter: float = 0.15) -> Tensor:
+    """Per-image random whole-pixel shift (up to `shift` of the side; no blur) and brightness/contrast
+    jitter, batched."""
+    batch, _, height, width = pixels.shape
+    pad = max(1, round(shift * min(height, width)))
+    padded = F.pad(pixels, (pad, pad, pad, pad), mode="replicate")  # (B, 3, H+2p, W+2p)
+    dy = torch.randint(0, 2 * pad + 1, (batch, 1))
+    dx = torch.randint(0, 2 * pad + 1, (batch, 1))
+    rows = (torch.arange(height)[None, :] + dy)[:, :, None]  # (B, H, 1)
+    cols = (torch.arange(width)[None, :] + dx)[:, None, :]  # (B, 1, W)
+    moved = padded.permute(0, 2, 3, 1)[torch.arange(batch)[:, None, None], rows, cols]  # (B, H, W, 3)
+    moved = moved.permute(0, 3, 1, 2)  # (B, 3, H, W)
+    brightness = 1 + (torch.rand(batch, 1, 1, 1) * 2 - 1) * jitter
+    contrast = 1 + (torch.rand(batch, 1, 1, 1) * 2 - 1) * jitter
+    mean = moved.mean(dim=(1, 2, 3), keepdim=True)
+    return ((moved - mean) * contrast + mean * brightness).clamp_(0, 1)
+
+
+class ConvNet(nn.Module):
+    """Stages of conv3x3 → BatchNorm → GELU → maxpool(2), then a 1x1 projection to `dim`."""
+
+    def __init__(self, in_channels: int, channels: list[int], dim: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for out_channels in channels:
+            layers += [
+                nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+                nn.GELU(),
+                nn.MaxPool2d(2, ceil_mode=True),
+            ]
+            in_channels = out_channels
+        self.stages = nn.Sequential(*layers)
+        self.project = nn.Conv2d(in_channels, dim, 1)
+        self.downsample = 2 ** len(channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.project(self.stages(x))  # (B, C, H, W) → (B, D, H/2^s, W/2^s)
+
+
+@ENCODERS.register(encoder_key("image", "cnn"))
+class ImageCNN(nn.Module):
+    """A small CNN; its tokens are the cells of the last feature map (spatial tokens). The pooled vector
+    is a max over cells, so a small object is not averaged away by the background."""
+
+    def __init__(self, options: CNNEncoder, dim: int, processor: Processor) -> None:
+        super().__init__()
+        self.net = ConvNet(3, options.channels, dim)
+        self.token_norm = nn.LayerNorm(dim)
+        self.pool_norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(options.dropout)
+
+    def forward(self, inputs: dict[str, Tensor]) -> EncoderOutput:
+        features = self.net(inputs["pixels"]).flatten(2).transpose(1, 2)  # (B, D, h, w) → (B, h*w, D)
+        tokens = self.token_norm(features)
+        pooled = self.pool_norm(features.max(1).values)  # (B, D)
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return EncoderOutput(self.dropout(pooled), tokens, mask)
+
+
+def output_side(side: int, stages: int) -> int:
+    """Side of the last feature map after `stages` ceil-mode halvings."""
+    for _ in range(stages):
+        side = math.ceil(side / 2)
+    return side

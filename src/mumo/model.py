@@ -1,0 +1,108 @@
+"""MultimodalModel(encoders, fusion, head), and build_model: the one place where config becomes classes."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mumo.config import DEFAULT_ENCODER, ENCODERS_FOR_KIND, HeadConfig, ModelConfig, build_config
+from mumo.data.dataset import Batch
+from mumo.errors import ConfigError
+from mumo.fusion import build_fusion
+from mumo.modalities import ENCODERS, Processor
+from mumo.modalities.base import EncoderOutput, encoder_key
+
+
+def module_key(column: str) -> str:
+    """Column names may hold dots; module names may not."""
+    return column.replace(".", "\u2024")  # one-dot leader: looks like a dot, is not one
+
+
+class MultimodalModel(nn.Module):
+    """Encode each input, replace absent rows by a learned 'absent' embedding, fuse, and apply the head."""
+
+    def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, head: nn.Module, dim: int) -> None:
+        super().__init__()
+        self.columns = list(encoders)
+        self.encoders = nn.ModuleDict({module_key(c): e for c, e in encoders.items()})
+        self.absent = nn.ParameterDict(
+            {module_key(c): nn.Parameter(torch.randn(dim) * 0.02) for c in encoders}
+        )
+        self.fusion = fusion
+        self.head = head
+
+    def encode(self, batch: Batch) -> dict[str, EncoderOutput]:
+        """Per input: EncoderOutput for every row; absent rows hold the absent embedding as one token."""
+        return {column: self.encode_column(column, batch) for column in self.columns}
+
+    def encode_column(self, column: str, batch: Batch) -> EncoderOutput:
+        key = module_key(column)
+        inputs, present = batch.inputs[column], batch.presence[column]
+        absent = self.absent[key]
+        size = present.shape[0]
+        if bool(present.all()):
+            return self.encoders[key](inputs)
+        if not bool(present.any()):  # the whole batch lacks this input: nothing to encode
+            tokens = absent.view(1, 1, -1).expand(size, 1, -1)
+            mask = torch.ones(size, 1, dtype=torch.bool, device=absent.device)
+            return EncoderOutput(absent.expand(size, -1), tokens, mask)
+        rows = present.nonzero().squeeze(1)  # encode only the rows that have this input
+        out = self.encoders[key]({name: tensor[rows] for name, tensor in inputs.items()})
+        pooled = absent.to(out.pooled.dtype).expand(size, -1).index_copy(0, rows, out.pooled)  # (B, D)
+        filler = torch.zeros(size, *out.tokens.shape[1:], dtype=out.tokens.dtype, device=out.tokens.device)
+        filler[:, 0] = absent.to(out.tokens.dtype)
+        tokens = filler.index_copy(0, rows, out.tokens)  # (B, T, D)
+        mask = torch.zeros(size, out.mask.shape[1], dtype=torch.bool, device=out.mask.device)
+        mask[:, 0] = True
+        mask = mask.index_copy(0, rows, out.mask)  # (B, T): absent rows see only their absent token
+        return EncoderOutput(pooled, tokens, mask)
+
+    def fuse(self, batch: Batch) -> Tensor:
+        return self.fusion(self.encode(batch), batch.presence)  # (B, D)
+
+    def forward(self, batch: Batch) -> Tensor:
+        return self.head(self.fuse(batch))  # (B, out)
+
+
+def build_head(options: HeadConfig, in_dim: int, out_dim: int) -> nn.Module:
+    layers: list[nn.Module] = []
+    for _ in range(options.layers):
+        layers += [nn.Linear(in_dim, options.hidden), nn.GELU(), nn.Dropout(options.dropout)]
+        in_dim = options.hidden
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+def resolve_encoders(model: ModelConfig, inputs: dict[str, str]) -> ModelConfig:
+    """Give every input column an encoder config (its kind's default if unset) and check kinds match."""
+    encoders = dict(model.encoders)
+    for column in encoders:
+        if column not in inputs:
+            raise ConfigError(
+                f"model.encoders.{column}: no input column {column!r}; inputs are {', '.join(inputs)}"
+            )
+    for column, kind in inputs.items():
+        if column not in encoders:
+            raw = {"model": {"encoders": {column: {"type": DEFAULT_ENCODER[kind]}}}, "data": {"train": "-"}}
+            encoders[column] = build_config(raw).model.encoders[column]
+        allowed = ENCODERS_FOR_KIND[kind]
+        if encoders[column].type not in allowed:
+            raise ConfigError(
+                f"model.encoders.{column}.type: {encoders[column].type!r} is not a {kind} encoder; "
+                f"choose one of {', '.join(allowed)}"
+            )
+    return model.model_copy(update={"encoders": {c: encoders[c] for c in inputs}})
+
+
+def build_model(
+    model: ModelConfig, inputs: dict[str, str], processors: dict[str, Processor], out_dim: int
+) -> MultimodalModel:
+    """Config → parts → MultimodalModel. `model` must already be resolved (resolve_encoders)."""
+    encoders: dict[str, nn.Module] = {}
+    for column, kind in inputs.items():
+        options = model.encoders[column]
+        cls = ENCODERS.get(encoder_key(kind, options.type), key=f"model.encoders.{column}.type")
+        encoders[column] = cls(options, model.dim, processors[column])  # type: ignore[call-arg]
+    fusion = build_fusion(model.fusion, list(inputs), model.dim)
+    head = build_head(model.head, getattr(fusion, "out_dim", model.dim), out_dim)
+    return MultimodalModel(encoders, fusion, head, model.dim)

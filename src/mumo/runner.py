@@ -1,0 +1,320 @@
+"""mumo.train: config → data → fitted processors → Lightning fit → model.safetensors, metrics.json, report.html."""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from mumo.config import Config, build_config, dump_config, load_config, load_raw
+from mumo.data.builtin import resolve_builtin
+from mumo.data.dataset import make_loader
+from mumo.data.prepare import (
+    Schema,
+    Split,
+    finish_processors,
+    fit_processors,
+    load_split,
+    make_processors,
+    make_target_processor,
+    resolve_schema,
+    split_off,
+    summarize_issues,
+)
+from mumo.data.table import read_table
+from mumo.errors import MumoError
+from mumo.modalities.base import count_parameters, write_json, write_text
+from mumo.model import build_model, resolve_encoders
+from mumo.run import WEIGHTS, Model, Run, load_preprocess, save_preprocess, save_weights
+from mumo.tasks import build_task
+
+console = Console(stderr=True, highlight=False)
+
+
+def train(
+    config: Config | str | Path | dict[str, Any],
+    overrides: dict[str, Any] | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> Run:
+    """Train, evaluate and save a run. `config` is a Config, a YAML path, or a raw dict."""
+    config = _as_config(config, overrides)
+    run_dir = _run_dir(config, out, resume, overwrite)
+    started = time.time()
+    say = (lambda *_: None) if quiet else console.print
+    data = resolve_builtin(config.data)
+    tables = {
+        name: read_table(path)
+        for name, path in (("train", data.train), ("val", data.val), ("test", data.test))
+        if path
+    }
+
+    # Schema and processors: fitted on train now, or reloaded as they were when resuming.
+    if resume:
+        schema, processors, target = load_preprocess(run_dir / "preprocess")
+        config = load_config(run_dir / "config.yaml")
+    else:
+        schema = resolve_schema(data, tables["train"], config.task.type)
+        for note in schema.notes:
+            say(f"[dim]{note}[/dim]")
+        processors = make_processors(schema, data)
+        target = make_target_processor(schema)
+    if "val" not in tables:
+        labels = tables["train"].values(schema.targets[0]) if schema.task == "classification" else None
+        tables["train"], tables["val"] = split_off(
+            tables["train"], data.val_fraction, config.train.seed, labels
+        )
+    if target is None:
+        raise MumoError("no target: set data.target (or --target COLUMN)")
+    if not resume:
+        fit_processors(processors, target, tables["train"])
+
+    progress = None if quiet or not config.train.progress or not console.is_terminal else _progress
+    splits: dict[str, Split] = {}
+    for name, table in tables.items():
+        splits[name] = load_split(name, table, processors, target, data.on_error, progress)
+        if splits[name].issues:
+            say(f"[yellow]{name}: {summarize_issues(splits[name].issues)}[/yellow]")
+        if not len(splits[name]):
+            raise MumoError(f"{table.name}: no usable rows")
+    if not resume:
+        finish_processors(processors, splits["train"])
+        config = _resolved(config, schema)
+        save_preprocess(run_dir / "preprocess", schema, processors, target)
+        write_text(run_dir / "config.yaml", dump_config(config))
+
+    task = build_task(config.task, target)
+    network = build_model(config.model, schema.inputs, processors, target.out_dim)
+    total, trainable = count_parameters(network)
+    say(_summary(run_dir, schema, splits, total, trainable))
+
+    loaders = {
+        name: make_loader(
+            split,
+            processors,
+            target,
+            batch_size=config.train.batch_size,
+            train=name == "train",
+            num_workers=data.num_workers,
+            seed=config.train.seed,
+        )
+        for name, split in splits.items()
+    }
+    _fit(config, run_dir, network, task, loaders, resume, quiet)
+
+    model = Model(config, schema, processors, target, network, run_dir)
+    metrics = write_evaluation(model, run_dir, {k: v for k, v in splits.items() if k != "train"}, quiet)
+    say(
+        f"[green]done[/green] in {time.time() - started:.0f}s → {run_dir}  (report: {run_dir / 'report.html'})"
+    )
+    return Run(
+        path=run_dir, metrics=metrics, model=model, issues=[i for s in splits.values() for i in s.issues]
+    )
+
+
+def _fit(
+    config: Config,
+    run_dir: Path,
+    network: torch.nn.Module,
+    task: Any,
+    loaders: dict[str, Any],
+    resume: bool,
+    quiet: bool,
+) -> None:
+    """Lightning fit; the best checkpoint's weights end up in `network` and in model.safetensors."""
+    import lightning as L
+
+    from mumo.training import LitModel, build_trainer, load_weights
+
+    L.seed_everything(config.train.seed, workers=True, verbose=False)
+    steps_per_epoch = math.ceil(len(loaders["train"]) / config.train.accumulate)
+    lit = LitModel(network, task, config.train, total_steps=steps_per_epoch * config.train.epochs)  # type: ignore[arg-type]
+    monitor, mode = "val/selection", task.main_metric[1]
+    if config.train.monitor:
+        monitor = (
+            config.train.monitor if config.train.monitor.startswith("val/") else f"val/{config.train.monitor}"
+        )
+        mode = "min" if monitor.endswith(("loss", "rmse", "mae", "median_rank")) else "max"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    with _quiet_lightning():
+        options = config.train.model_copy(update={"progress": False}) if quiet else config.train
+        trainer, checkpoint = build_trainer(run_dir, options, monitor, mode)
+        trainer.fit(lit, loaders["train"], loaders["val"], ckpt_path=str(last) if resume else None)
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
+    if trainer.global_rank == 0:
+        network.load_state_dict(load_weights(best))
+        save_weights(network, run_dir / WEIGHTS)
+    network.eval()
+
+
+def write_evaluation(
+    model: Model, run_dir: Path, splits: dict[str, Split], quiet: bool = False
+) -> dict[str, dict[str, float]]:
+    """metrics.json ({"val": ..., "test": ...}) and report.html from the final model."""
+    from mumo.report import write_report
+
+    assert model.target is not None
+    metrics: dict[str, dict[str, float]] = {}
+    shown: tuple[str, Split, torch.Tensor] | None = None
+    for name, split in splits.items():
+        outputs = model.outputs(split)
+        metrics[name] = model.task.metrics(model.target.stack(split.targets), outputs)
+        shown = (name, split, outputs)
+    write_json(run_dir / "metrics.json", _json_safe(metrics))
+    history_file = run_dir / "logs" / "csv" / "metrics.csv"
+    history = pd.read_csv(history_file) if history_file.is_file() else None
+    report: dict[str, Any] = {}
+    if shown is not None:
+        _, split, outputs = shown
+        y_true = model.target.stack(split.targets).numpy()
+        if model.task.name == "classification":
+            report = {"y_true": y_true, "probs": outputs.numpy(), "class_names": list(model.target.classes)}  # type: ignore[attr-defined]
+        elif model.task.name == "regression":
+            true = model.target.decode(torch.as_tensor(y_true)).numpy()  # type: ignore[attr-defined]
+            report = {
+                "y_true": true.squeeze(-1) if true.shape[-1] == 1 else true,
+                "y_pred": outputs.numpy().squeeze(-1) if outputs.shape[-1] == 1 else outputs.numpy(),
+            }
+        else:
+            report = {"y_true": y_true, "probs": outputs.numpy(), "class_names": list(model.target.columns)}
+    write_report(
+        run_dir / "report.html",
+        title=f"mumo run: {model.config.name}",
+        task=model.task.name,
+        metrics=metrics,
+        history=history,
+        config_yaml=dump_config(model.config),
+        **report,
+    )
+    if not quiet:
+        _print_metrics(metrics)
+    return metrics
+
+
+def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
+    from rich.table import Table as RichTable
+
+    table = RichTable(title="metrics")
+    table.add_column("metric")
+    for split in metrics:
+        table.add_column(split, justify="right")
+    for key in next(iter(metrics.values()), {}):
+        table.add_row(key, *(f"{metrics[s].get(key, float('nan')):.4f}" for s in metrics))
+    console.print(table)
+
+
+def _json_safe(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
+    return {s: {k: (v if math.isfinite(v) else None) for k, v in m.items()} for s, m in metrics.items()}
+
+
+def _as_config(config: Config | str | Path | dict[str, Any], overrides: dict[str, Any] | None) -> Config:
+    if isinstance(config, Config):
+        raw: dict[str, Any] = config.model_dump(mode="json")
+        return build_config(raw, overrides) if overrides else config
+    if isinstance(config, dict):
+        return build_config(config, overrides)
+    return build_config(load_raw(config), overrides, source=str(config))
+
+
+def _resolved(config: Config, schema: Schema) -> Config:
+    """The config as trained: target, task type and every encoder written out."""
+    data = config.data.model_copy(
+        update={
+            "target": schema.targets[0] if len(schema.targets) == 1 else schema.targets,
+            "columns": dict(schema.inputs),
+        }
+    )
+    task = config.task.model_copy(update={"type": schema.task})
+    model = resolve_encoders(config.model, schema.inputs)
+    return config.model_copy(update={"data": data, "task": task, "model": model})
+
+
+def _run_dir(config: Config, out: str | Path | None, resume: bool, overwrite: bool) -> Path:
+    """Where the run goes; an existing run is never silently replaced."""
+    if out is None:
+        base = Path("runs") / config.name
+        run_dir, n = base, 1
+        while run_dir.exists() and not resume:
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+    else:
+        run_dir = Path(out)
+    if resume:
+        if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+            raise MumoError(f"{run_dir}: nothing to resume (no checkpoints/last.ckpt)")
+        return run_dir
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise MumoError(
+                f"{run_dir}: already holds files; use --resume to continue it, --overwrite to replace it, or another --out"
+            )
+        for child in (
+            "config.yaml",
+            WEIGHTS,
+            "preprocess",
+            "metrics.json",
+            "report.html",
+            "checkpoints",
+            "logs",
+        ):
+            path = run_dir / child
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _summary(run_dir: Path, schema: Schema, splits: dict[str, Split], total: int, trainable: int) -> str:
+    inputs = ", ".join(f"{c} ({k})" for c, k in schema.inputs.items())
+    sizes = ", ".join(f"{n} {len(s)}" for n, s in splits.items())
+    return (
+        f"[bold]mumo[/bold] {schema.task} of {', '.join(schema.targets)} from {inputs}\n"
+        f"rows: {sizes}   model: {total:,} parameters ({trainable:,} trainable)   run: {run_dir}"
+    )
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Lightning's start-up chatter (GPU available: False, ...) is noise for our users."""
+    names = ["lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning"]
+    levels = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        try:
+            yield
+        finally:
+            for n, level in levels.items():
+                logging.getLogger(n).setLevel(level)
+
+
+def _progress(label: str, total: int) -> Iterator[None]:
+    """A rich progress bar for decoding files, advanced once per item."""
+    if total < 200:
+        for _ in range(total):
+            yield
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(f"decoding {label}", total=total)
+        for _ in range(total):
+            yield
+            bar.advance(task)
+
+
+__all__ = ["train", "write_evaluation"]

@@ -1,0 +1,208 @@
+"""Lightning wrapping: the LightningModule, checkpoints without pickle, and the Trainer with its callbacks."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import Tensor, nn
+
+from mumo.config import TrainConfig
+from mumo.data.dataset import Batch
+from mumo.model import MultimodalModel
+from mumo.tasks import Task
+
+
+class LitModel(L.LightningModule):
+    """Trains a MultimodalModel on a Task; logs train/loss, val/loss and val/<metric>."""
+
+    def __init__(self, model: MultimodalModel, task: Task, train: TrainConfig, total_steps: int) -> None:
+        super().__init__()
+        self.model, self.task, self.options, self.total_steps = model, task, train, total_steps
+        self._val_outputs: list[Tensor] = []
+        self._val_targets: list[Tensor] = []
+
+    def forward(self, batch: Batch) -> Tensor:
+        return self.model(batch)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        assert batch.target is not None
+        loss = self.task.loss(self.model(batch), batch.target)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch))
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        assert batch.target is not None
+        logits = self.model(batch)
+        self.log("val/loss", self.task.loss(logits, batch.target), on_epoch=True, batch_size=len(batch))
+        self._val_outputs.append(self.task.outputs(logits).detach().cpu())
+        self._val_targets.append(batch.target.detach().cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_outputs:
+            return
+        outputs, targets = torch.cat(self._val_outputs), torch.cat(self._val_targets)
+        if self.trainer.world_size > 1:  # every rank scores the whole val set
+            outputs = torch.as_tensor(self.all_gather(outputs)).flatten(0, 1).cpu()
+            targets = torch.as_tensor(self.all_gather(targets)).flatten(0, 1).cpu()
+        metrics = self.task.metrics(targets, outputs)
+        name, mode = self.task.main_metric
+        for key, value in metrics.items():
+            if math.isfinite(value):
+                self.log(f"val/{key}", value, prog_bar=key == name, sync_dist=False)
+        # Checkpoint selection: the main metric, ties broken by the val loss (lower is better).
+        main = metrics.get(name, float("nan"))
+        if math.isfinite(main):
+            tiebreak = 1e-6 * float(self.trainer.callback_metrics.get("val/loss", 0.0))
+            self.log("val/selection", main - tiebreak if mode == "max" else main + tiebreak)
+        self._val_outputs.clear()
+        self._val_targets.clear()
+
+    def configure_optimizers(self) -> Any:
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            plain = param.ndim < 2 or name.startswith("absent") or "norm" in name or "embed" in name
+            (no_decay if plain else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.options.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.options.lr,
+        )
+        warmup = int(self.options.warmup * self.total_steps)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup, self.total_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        if not isinstance(batch, Batch):
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        return Batch(
+            inputs={c: {k: v.to(device) for k, v in d.items()} for c, d in batch.inputs.items()},
+            presence={c: p.to(device) for c, p in batch.presence.items()},
+            target=batch.target.to(device) if batch.target is not None else None,
+        )
+
+
+class WarmupCosine:
+    """Linear warmup to the peak rate, then cosine decay to 0 (a class, so the scheduler state pickles cleanly)."""
+
+    def __init__(self, warmup: int, total: int) -> None:
+        self.warmup, self.total = warmup, max(total, 1)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Checkpoints are written atomically and loaded with weights_only=True: nothing is unpickled."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(
+        self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+def load_weights(path: Path, prefix: str = "model.") -> dict[str, Tensor]:
+    """The model's tensors from a Lightning checkpoint, without unpickling anything."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def build_trainer(
+    run_dir: Path, train: TrainConfig, monitor: str, mode: str
+) -> tuple[L.Trainer, ModelCheckpoint]:
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    callbacks: list[L.Callback] = [
+        checkpoint,
+        EarlyStopping(monitor=monitor, mode=mode, patience=train.patience),
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
+    fancy = train.progress and sys.stderr.isatty()
+    if train.progress:
+        callbacks.append(RichProgressBar(leave=True) if fancy else PlainProgress())
+    loggers = [
+        CSVLogger(save_dir=run_dir, name="logs", version="csv"),
+        TensorBoardLogger(save_dir=run_dir, name="logs", version="tensorboard", default_hp_metric=False),
+    ]
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=train.epochs,
+        max_time=timedelta(minutes=train.max_minutes) if train.max_minutes else None,
+        accelerator=train.accelerator,
+        devices=train.devices,
+        strategy=train.strategy,
+        num_nodes=train.num_nodes,
+        precision=train.precision,
+        gradient_clip_val=train.grad_clip or None,
+        accumulate_grad_batches=train.accumulate,
+        callbacks=callbacks,
+        logger=loggers,
+        plugins=[SafeCheckpointIO()],
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+        enable_progress_bar=fancy,
+        enable_model_summary=False,
+        deterministic=False,
+    )
+    return trainer, checkpoint
+
+
+class PlainProgress(L.Callback):
+    """One line per epoch when output is not a terminal (CI logs, files): no control characters."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        names = {"train/loss_epoch": "train/loss"}
+        metrics = {
+            names.get(k, k): float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k == "train/loss_epoch" or (k.startswith("val/") and k != "val/selection")
+        }
+        shown = "  ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}", file=sys.stderr, flush=True)
+
+
+def freeze_report(model: nn.Module) -> str:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return f"{total:,} parameters ({trainable:,} trainable)"
