@@ -163,6 +163,7 @@ class ModelConfig(Section):
     )
     fusion: FusionConfig = Field(default_factory=ConcatFusion, description="How the modalities are combined.")
     head: HeadConfig = Field(default_factory=HeadConfig, description="Task head on the fused vector.")
+    wide: bool = Field(True, description="Add a linear path from numeric/categorical inputs to the output.")
 
 
 # ----------------------------------------------------------------------------------------- task
@@ -243,13 +244,16 @@ def _looks_like_float(text: str) -> bool:
     return True
 
 
+SHORTHAND = ("task",)  # sections that may be written as a bare string: `task: regression`
+
+
 def apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
     """Set a dotted key (`train.epochs`) in a nested dict; a string section (task: x) becomes {type: x}."""
     parts = key.split(".")
     node = raw
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
-        if isinstance(child, str):
+        if isinstance(child, str) and part in SHORTHAND:
             child = {"type": child}
         elif child is None:
             child = {}
@@ -345,6 +349,8 @@ def format_validation_error(err: ValidationError) -> str:
         return f"{key}: {value!r} is not valid; choose one of {expected}"
     if kind == "missing":
         return f"{key}: required"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
     shown = f" (got {value!r})" if not isinstance(value, dict | list) else ""
     return f"{key}: {msg[0].lower() + msg[1:]}{shown}"
 

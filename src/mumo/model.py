@@ -21,7 +21,14 @@ def module_key(column: str) -> str:
 class MultimodalModel(nn.Module):
     """Encode each input, replace absent rows by a learned 'absent' embedding, fuse, and apply the head."""
 
-    def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, head: nn.Module, dim: int) -> None:
+    def __init__(
+        self,
+        encoders: dict[str, nn.Module],
+        fusion: nn.Module,
+        head: nn.Module,
+        dim: int,
+        wide: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.columns = list(encoders)
         self.encoders = nn.ModuleDict({module_key(c): e for c, e in encoders.items()})
@@ -30,6 +37,7 @@ class MultimodalModel(nn.Module):
         )
         self.fusion = fusion
         self.head = head
+        self.wide = wide  # optional linear path from tabular inputs straight to the output
 
     def encode(self, batch: Batch) -> dict[str, EncoderOutput]:
         """Per input: EncoderOutput for every row; absent rows hold the absent embedding as one token."""
@@ -61,7 +69,35 @@ class MultimodalModel(nn.Module):
         return self.fusion(self.encode(batch), batch.presence)  # (B, D)
 
     def forward(self, batch: Batch) -> Tensor:
-        return self.head(self.fuse(batch))  # (B, out)
+        out = self.head(self.fuse(batch))  # (B, out)
+        return out if self.wide is None else out + self.wide(batch)
+
+
+class Wide(nn.Module):
+    """Wide & deep: a generalized linear model over numeric and categorical inputs, added to the head's
+    output, so the default model can always represent (at least) the linear baseline."""
+
+    def __init__(self, numeric: list[str], categorical: dict[str, int], out_dim: int) -> None:
+        super().__init__()
+        self.numeric, self.categorical = numeric, list(categorical)
+        self.linear = nn.Linear(len(numeric), out_dim) if numeric else None
+        self.embeddings = nn.ModuleDict(
+            {module_key(c): nn.Embedding(n, out_dim) for c, n in categorical.items()}
+        )
+        for embedding in self.embeddings.values():
+            nn.init.zeros_(embedding.weight)
+
+    def forward(self, batch: Batch) -> Tensor:
+        parts = []
+        if self.linear is not None:
+            values = torch.cat(
+                [batch.inputs[c]["value"] * batch.presence[c].unsqueeze(1) for c in self.numeric], dim=1
+            )  # (B, n_numeric); an absent value contributes nothing
+            parts.append(self.linear(values))
+        for column in self.categorical:
+            index = batch.inputs[column]["index"] * batch.presence[column]
+            parts.append(self.embeddings[module_key(column)](index))
+        return torch.stack(parts).sum(0)  # (B, out)
 
 
 def build_head(options: HeadConfig, in_dim: int, out_dim: int) -> nn.Module:
@@ -105,4 +141,9 @@ def build_model(
         encoders[column] = cls(options, model.dim, processors[column])  # type: ignore[call-arg]
     fusion = build_fusion(model.fusion, list(inputs), model.dim)
     head = build_head(model.head, getattr(fusion, "out_dim", model.dim), out_dim)
-    return MultimodalModel(encoders, fusion, head, model.dim)
+    wide = None
+    numeric = [c for c, k in inputs.items() if k == "numeric"]
+    categorical = {c: len(processors[c].categories) for c, k in inputs.items() if k == "categorical"}  # type: ignore[attr-defined]
+    if model.wide and (numeric or categorical):
+        wide = Wide(numeric, categorical, out_dim)
+    return MultimodalModel(encoders, fusion, head, model.dim, wide)

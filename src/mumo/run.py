@@ -16,7 +16,7 @@ from torch import Tensor
 from mumo.config import Config, load_config
 from mumo.data.dataset import make_batch
 from mumo.data.prepare import Schema, Split, load_split
-from mumo.data.table import Table, _clean
+from mumo.data.table import Table, clean_frame
 from mumo.data.targets import ClassTarget, MultilabelTarget, RegressionTarget, TargetProcessor, restore_target
 from mumo.errors import MumoError
 from mumo.modalities import PROCESSORS, Processor
@@ -36,10 +36,13 @@ def save_preprocess(
 ) -> None:
     """preprocess/: schema.json, target.json, and <column>/processor.json (+ tokenizer.json) per input."""
     folders = {column: column_folder(column) for column in processors}
-    write_json(
-        folder / "schema.json",
-        {"inputs": schema.inputs, "targets": schema.targets, "task": schema.task, "folders": folders},
-    )
+    meta = {
+        "inputs": [[column, kind] for column, kind in schema.inputs.items()],  # a list: order is the model's
+        "targets": schema.targets,
+        "task": schema.task,
+        "folders": folders,
+    }
+    write_json(folder / "schema.json", meta)
     if target is not None:
         write_json(folder / "target.json", target.state())
     for column, processor in processors.items():
@@ -48,7 +51,8 @@ def save_preprocess(
 
 def load_preprocess(folder: Path) -> tuple[Schema, dict[str, Processor], TargetProcessor | None]:
     meta = json.loads((folder / "schema.json").read_text())
-    schema = Schema(inputs=meta["inputs"], targets=meta["targets"], task=meta["task"])
+    inputs = {column: kind for column, kind in meta["inputs"]}
+    schema = Schema(inputs=inputs, targets=meta["targets"], task=meta["task"])
     processors: dict[str, Processor] = {}
     for column, kind in schema.inputs.items():
         processor = PROCESSORS.get(kind)(column)
@@ -107,8 +111,7 @@ class Model:
     # ------------------------------------------------------------------------------ prediction
     def table(self, rows: list[dict[str, Any]] | pd.DataFrame, base_dir: str | Path | None = None) -> Table:
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-        frame = frame.astype(object).map(_clean)
-        return Table("input", Path(base_dir or Path.cwd()).resolve(), frame.reset_index(drop=True))
+        return Table("input", Path(base_dir or Path.cwd()).resolve(), clean_frame(frame))
 
     def prepare(self, table: Table, on_error: str = "fail", with_target: bool = False) -> Split:
         known = [c for c in self.processors if c in table.columns]

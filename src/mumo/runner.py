@@ -152,7 +152,7 @@ def _fit(
     last = run_dir / "checkpoints" / "last.ckpt"
     with _quiet_lightning():
         options = config.train.model_copy(update={"progress": False}) if quiet else config.train
-        trainer, checkpoint = build_trainer(run_dir, options, monitor, mode)
+        trainer, checkpoint = build_trainer(run_dir, options, monitor, mode, len(loaders["train"]))
         trainer.fit(lit, loaders["train"], loaders["val"], ckpt_path=str(last) if resume else None)
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
     if trainer.global_rank == 0:

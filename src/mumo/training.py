@@ -141,7 +141,7 @@ def load_weights(path: Path, prefix: str = "model.") -> dict[str, Tensor]:
 
 
 def build_trainer(
-    run_dir: Path, train: TrainConfig, monitor: str, mode: str
+    run_dir: Path, train: TrainConfig, monitor: str, mode: str, steps_per_epoch: int = 10
 ) -> tuple[L.Trainer, ModelCheckpoint]:
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
@@ -180,7 +180,7 @@ def build_trainer(
         logger=loggers,
         plugins=[SafeCheckpointIO()],
         num_sanity_val_steps=0,
-        log_every_n_steps=10,
+        log_every_n_steps=max(1, min(10, steps_per_epoch)),
         enable_progress_bar=fancy,
         enable_model_summary=False,
         deterministic=False,

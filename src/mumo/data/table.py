@@ -67,6 +67,8 @@ def read_table(path: str | Path) -> Table:
         raise DataError(
             f"unknown manifest format {path.suffix!r}; use .csv, .jsonl or .parquet", file=str(path)
         )
+    if fmt in ("csv", "tsv"):
+        _check_header(path, "\t" if fmt == "tsv" else ",")
     try:
         if fmt in ("csv", "tsv"):
             frame = pd.read_csv(
@@ -82,9 +84,26 @@ def read_table(path: str | Path) -> Table:
     if frame.columns.duplicated().any():
         dup = frame.columns[frame.columns.duplicated()][0]
         raise DataError(f"column {dup!r} appears twice in the header", file=str(path))
-    frame = frame.astype(object).map(_clean)
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return Table(name=str(path), base_dir=path.resolve().parent, frame=frame.reset_index(drop=True))
+    return Table(name=str(path), base_dir=path.resolve().parent, frame=clean_frame(frame))
+
+
+def clean_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Object columns of plain Python cells with None for empty ones (pandas would turn None into NaN)."""
+    columns = {str(c).strip(): pd.Series([_clean(v) for v in frame[c]], dtype=object) for c in frame.columns}
+    return pd.DataFrame(columns).reset_index(drop=True)
+
+
+def _check_header(path: Path, delimiter: str) -> None:
+    """pandas silently renames a repeated header (a, a.1): catch it first."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        header = next(csv.reader(handle, delimiter=delimiter), [])
+    seen: set[str] = set()
+    for name in (h.strip() for h in header):
+        if name in seen:
+            raise DataError(f"column {name!r} appears twice in the header", file=str(path))
+        seen.add(name)
 
 
 def as_number(value: Any) -> float | None:

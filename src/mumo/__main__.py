@@ -1,0 +1,5 @@
+import sys
+
+from mumo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,73 @@
+"""Shared fixtures: a tiny generated multimodal dataset, and ways to run the CLI in and out of process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """builtin datasets are generated into a per-session cache, never the user's home."""
+    old = os.environ.get("MUMO_CACHE")
+    os.environ["MUMO_CACHE"] = str(tmp_path_factory.mktemp("mumo-cache"))
+    yield
+    if old is None:
+        os.environ.pop("MUMO_CACHE", None)
+    else:
+        os.environ["MUMO_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """builtin:shapes with 200 rows (160/20/20): image, sound, caption, weight → label. Do not modify it."""
+    from mumo.data.shapes import make_shapes
+
+    out = tmp_path_factory.mktemp("shapes")
+    make_shapes(out, n=200, seed=0)
+    return out
+
+
+@pytest.fixture
+def shapes_copy(shapes_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny shapes dataset that a test may damage."""
+    import shutil
+
+    target = tmp_path / "shapes"
+    shutil.copytree(shapes_dir, target)
+    return target
+
+
+def tiny_overrides() -> list[str]:
+    """--set flags for a fast run: small model, one epoch."""
+    return [
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "model.dim=32",
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "train.progress=false",
+    ]
+
+
+def run_cli(
+    *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real `mumo` command in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "mumo.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )

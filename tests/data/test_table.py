@@ -1,0 +1,218 @@
+"""Manifests → Table cells, column-kind and task inference, and the stratified held-out split."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mumo.data.prepare import split_off
+from mumo.data.table import (
+    Table,
+    as_number,
+    infer_kind,
+    infer_target_task,
+    is_row_index,
+    read_table,
+)
+from mumo.errors import DataError
+
+ROWS = [
+    {"caption": "a red circle", "label": "cat", "price": "3.5", "image": "img/0.png"},
+    {"caption": None, "label": "dog", "price": None, "image": "img/1.png"},
+    {"caption": "two blue squares", "label": "cat", "price": "-10", "image": None},
+]
+
+
+def _write_all(folder: Path) -> dict[str, Path]:
+    """The same rows as CSV (an empty cell and a whitespace-only cell), JSONL (null) and Parquet (null)."""
+    csv = folder / "m.csv"
+    csv.write_text(
+        "caption,label,price,image\n"
+        "a red circle,cat,3.5,img/0.png\n"
+        ",dog,   ,img/1.png\n"
+        "  two blue squares ,cat,-10,\n"
+    )
+    jsonl = folder / "m.jsonl"
+    with jsonl.open("w") as handle:
+        for row in ROWS:
+            price = None if row["price"] is None else float(row["price"])
+            handle.write(json.dumps({**row, "price": price}) + "\n")
+    parquet = folder / "m.parquet"
+    frame = pd.DataFrame(ROWS)
+    frame["price"] = [3.5, None, -10.0]
+    frame.to_parquet(parquet)
+    return {"csv": csv, "jsonl": jsonl, "parquet": parquet}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_read_table_cells(tmp_path: Path, fmt: str) -> None:
+    table = read_table(_write_all(tmp_path)[fmt])
+    assert table.columns == ["caption", "label", "price", "image"]
+    assert len(table) == 3
+    assert table.base_dir == tmp_path.resolve()
+    for column in ("caption", "label", "image"):
+        assert table.values(column) == [row[column] for row in ROWS], column
+    prices = table.values("price")
+    assert prices[1] is None  # empty / whitespace-only / null → None, never NaN
+    assert [as_number(p) for p in prices] == [3.5, None, -10.0]
+    cells = [cell for column in table.columns for cell in table.values(column)]
+    assert not [cell for cell in cells if isinstance(cell, float) and cell != cell]  # no NaN anywhere
+
+
+def test_formats_give_the_same_cells(tmp_path: Path) -> None:
+    paths = _write_all(tmp_path)
+    tables = {fmt: read_table(path) for fmt, path in paths.items()}
+    reference = tables["csv"]
+    for fmt, table in tables.items():
+        assert table.columns == reference.columns, fmt
+        for column in ("caption", "label", "image"):
+            assert table.values(column) == reference.values(column), (fmt, column)
+        assert [as_number(v) for v in table.values("price")] == [3.5, None, -10.0], fmt
+
+
+def test_csv_empty_and_blank_cells_are_none(tmp_path: Path) -> None:
+    path = tmp_path / "e.csv"
+    path.write_text("a,b,c\n1,,x\n2,  ,\n")
+    table = read_table(path)
+    assert table.values("b") == [None, None]
+    assert table.values("c") == ["x", None]
+    assert table.values("a") == ["1", "2"]
+
+
+def test_csv_numbers_stay_strings_but_parse(tmp_path: Path) -> None:
+    path = tmp_path / "n.csv"
+    path.write_text("x,y\n1,0.25\n007,1e3\n")
+    table = read_table(path)
+    assert table.values("x") == ["1", "007"]
+    assert table.values("y") == ["0.25", "1e3"]
+    assert [as_number(v) for v in table.values("x")] == [1.0, 7.0]
+    assert [as_number(v) for v in table.values("y")] == [0.25, 1000.0]
+
+
+def test_as_number() -> None:
+    assert as_number("2.5") == 2.5
+    assert as_number(3) == 3.0
+    assert as_number(True) == 1.0
+    assert as_number("abc") is None
+    assert as_number("nan") is None
+    assert as_number(float("inf")) is None
+    assert as_number(None) is None
+
+
+def test_infer_kind_on_csv_column_with_empty_cells(tmp_path: Path) -> None:
+    """Empty cells must not count as values: a numeric column with gaps is still numeric."""
+    path = tmp_path / "gaps.csv"
+    lines = ["price,caption"] + [f"{'' if i % 3 == 0 else i * 1.5},word{i} and more words" for i in range(30)]
+    path.write_text("\n".join(lines) + "\n")
+    table = read_table(path)
+    assert infer_kind(table.values("price")) == "numeric"
+
+
+# ---------------------------------------------------------------------------------- inference
+def test_infer_kind_images() -> None:
+    cells = [f"img/{i}.png" for i in range(10)] + [f"photos/{i}.JPG" for i in range(10)]
+    assert infer_kind(cells) == "image"
+
+
+def test_infer_kind_audio() -> None:
+    cells = (
+        [f"a/{i}.wav" for i in range(5)]
+        + [f"a/{i}.flac" for i in range(5)]
+        + [f"b/{i}.MP3" for i in range(5)]
+    )
+    assert infer_kind(cells) == "audio"
+
+
+def test_infer_kind_numbers_with_one_bad_value() -> None:
+    cells = [str(i * 0.5) for i in range(29)] + ["n/a"]
+    assert infer_kind(cells) == "numeric"
+    assert infer_kind([1.5, 2, 3] * 10) == "numeric"
+    assert infer_kind([str(i) for i in range(20)] + ["x"] * 10) != "numeric"  # a third bad: not numeric
+
+
+def test_infer_kind_categorical_and_text() -> None:
+    assert infer_kind(["red", "green", "blue"] * 10) == "categorical"
+    assert infer_kind(["new york", "paris", "rome"] * 10) == "categorical"
+    assert infer_kind([f"a sentence number {i} about things" for i in range(30)]) == "text"
+    assert infer_kind([True, False, True] * 10) == "categorical"
+    assert infer_kind([None, None]) == "categorical"
+
+
+def test_is_row_index() -> None:
+    assert is_row_index(list(range(20)))
+    assert is_row_index([str(i) for i in range(1, 21)])
+    assert not is_row_index(list(range(5)))  # too short to tell
+    assert not is_row_index(list(range(2, 22)))  # does not start at 0 or 1
+    assert not is_row_index([0, 2, 1, *range(3, 20)])  # out of order
+    assert not is_row_index([i + 0.5 for i in range(20)])
+
+
+def test_infer_target_task() -> None:
+    assert infer_target_task(["cat", "dog"] * 5) == "classification"
+    assert infer_target_task(["0", "1"] * 5) == "classification"
+    assert infer_target_task(list(range(20))) == "classification"  # 20 integer classes
+    assert infer_target_task([0.5, 1.25, 3.0]) == "regression"  # real values
+    assert infer_target_task([str(i) for i in range(50)]) == "regression"  # many integers
+    assert infer_target_task([None, "1.5", "2"]) == "regression"
+
+
+# --------------------------------------------------------------------------------------- errors
+def test_duplicated_header_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    path.write_text("a,b,a\n1,2,3\n")
+    with pytest.raises(DataError) as info:
+        read_table(path)
+    assert str(info.value) == f"{path}: column 'a' appears twice in the header"
+    assert info.value.file == str(path)
+
+
+def test_unknown_extension_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "m.txt"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(DataError) as info:
+        read_table(path)
+    assert str(info.value) == f"{path}: unknown manifest format '.txt'; use .csv, .jsonl or .parquet"
+
+
+def test_missing_manifest_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "none.csv"
+    with pytest.raises(DataError) as info:
+        read_table(path)
+    assert str(info.value) == f"{path}: manifest not found"
+
+
+# -------------------------------------------------------------------------------------- split_off
+def _labelled_table(tmp_path: Path) -> tuple[Table, list[str]]:
+    labels = ["a"] * 60 + ["b"] * 30 + ["c"] * 10
+    frame = pd.DataFrame({"id": list(range(100)), "label": labels}).astype(object)
+    return Table("t.csv", tmp_path, frame), labels
+
+
+def test_split_off_is_stratified_disjoint_and_sized(tmp_path: Path) -> None:
+    table, labels = _labelled_table(tmp_path)
+    kept, held = split_off(table, 0.2, seed=0, labels=labels)
+    kept_ids, held_ids = kept.values("id"), held.values("id")
+    assert len(held) == 20 and len(kept) == 80
+    assert not set(kept_ids) & set(held_ids)
+    assert sorted(kept_ids + held_ids) == list(range(100))
+    assert Counter(held.values("label")) == {"a": 12, "b": 6, "c": 2}
+
+
+def test_split_off_is_deterministic_per_seed(tmp_path: Path) -> None:
+    table, labels = _labelled_table(tmp_path)
+    first = split_off(table, 0.2, seed=3, labels=labels)[1].values("id")
+    again = split_off(table, 0.2, seed=3, labels=labels)[1].values("id")
+    other = split_off(table, 0.2, seed=4, labels=labels)[1].values("id")
+    assert first == again
+    assert first != other
+
+
+def test_split_off_without_labels(tmp_path: Path) -> None:
+    table, _ = _labelled_table(tmp_path)
+    kept, held = split_off(table, 0.15, seed=0, labels=None)
+    assert len(held) == 15 and len(kept) == 85
+    assert not set(kept.values("id")) & set(held.values("id"))

@@ -1,0 +1,136 @@
+"""Every registered encoder: forward on a tiny batch gives the shared EncoderOutput shapes, and backward
+reaches every parameter. New encoders are picked up from the registry automatically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+from pydantic import BaseModel
+
+import mumo.config
+from mumo.config import TextOptions, TransformerEncoder
+from mumo.modalities import ENCODERS, PROCESSORS, EncoderOutput, Processor
+from mumo.modalities.base import dummy_batch
+from mumo.modalities.text import TextProcessor, TextTransformer
+
+DIM = 16
+SENTENCES = [
+    "a red circle",
+    "two blue squares in the top left corner of the picture",
+    "a large green triangle on a white background",
+    "small star",
+]
+
+
+def default_options(type_name: str) -> BaseModel:
+    """The encoder config class from mumo.config whose `type` defaults to this type name."""
+    for value in vars(mumo.config).values():
+        if (
+            isinstance(value, type)
+            and issubclass(value, BaseModel)
+            and "type" in value.model_fields
+            and value.model_fields["type"].default == type_name
+        ):
+            return value()
+    raise AssertionError(f"no config class in mumo.config has type {type_name!r}")
+
+
+def make_cells(kind: str, folder: Path) -> list[Any]:
+    """Four tiny cells of a kind; files are written into folder."""
+    rng = np.random.default_rng(0)
+    if kind == "text":
+        return list(SENTENCES)
+    if kind == "image":
+        cells = []
+        for i, (w, h) in enumerate([(20, 20), (24, 18), (18, 26), (20, 22)]):
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+            cells.append(f"{i}.png")
+        return cells
+    if kind == "audio":
+        cells = []
+        for i, seconds in enumerate([0.3, 0.5, 0.4, 0.35]):
+            t = np.arange(int(8000 * seconds)) / 8000
+            wave = 0.5 * np.sin(2 * np.pi * (300 + 150 * i) * t) + 0.05 * rng.standard_normal(len(t))
+            sf.write(str(folder / f"{i}.wav"), wave.astype(np.float32), 8000)
+            cells.append(f"{i}.wav")
+        return cells
+    if kind == "numeric":
+        return ["1.5", "-2", "10", "3.25"]
+    if kind == "categorical":
+        return ["red", "green", "blue", "red"]
+    raise AssertionError(f"no test cells for kind {kind!r}; add them to make_cells")
+
+
+def make_processor(kind: str, folder: Path) -> tuple[Processor, list[Any]]:
+    cells = make_cells(kind, folder)
+    processor = PROCESSORS.get(kind)(kind)
+    processor.fit(cells, folder)
+    return processor, cells
+
+
+def test_core_encoders_are_registered() -> None:
+    expected = {
+        "text/transformer",
+        "text/gru",
+        "image/cnn",
+        "audio/cnn",
+        "numeric/mlp",
+        "categorical/embedding",
+    }
+    assert expected <= set(ENCODERS.names())
+
+
+@pytest.mark.parametrize("name", ENCODERS.names())
+def test_encoder_forward_and_backward(name: str, tmp_path: Path) -> None:
+    kind, type_name = name.split("/")
+    torch.manual_seed(0)
+    processor, cells = make_processor(kind, tmp_path)
+    inputs = dummy_batch(processor, cells[:3], tmp_path)  # collate(train=True)
+    encoder = ENCODERS.get(name)(default_options(type_name), DIM, processor)  # type: ignore[call-arg]
+    encoder.train()
+    out = encoder(inputs)
+    assert isinstance(out, EncoderOutput)
+    pooled, tokens, mask = out
+    assert pooled.shape == (3, DIM)
+    assert tokens.ndim == 3 and tokens.shape[0] == 3 and tokens.shape[2] == DIM
+    assert mask.shape == tokens.shape[:2]
+    assert mask.dtype == torch.bool
+    assert mask.any(dim=1).all(), "every row needs at least one real token"
+    assert torch.isfinite(pooled).all() and torch.isfinite(tokens).all()
+
+    (pooled.sum() + tokens.sum()).backward()
+    params = [(n, p) for n, p in encoder.named_parameters() if p.requires_grad]
+    assert params
+    for param_name, param in params:
+        assert param.grad is not None, f"{name}: {param_name} gets no gradient"
+        assert torch.isfinite(param.grad).all(), f"{name}: {param_name} has a non-finite gradient"
+    assert any(bool(param.grad.abs().sum() > 0) for _, param in params)  # type: ignore[union-attr]
+
+
+def test_text_transformer_ignores_extra_padding(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    processor = TextProcessor("caption", TextOptions(max_length=32))
+    processor.fit(SENTENCES, tmp_path)
+    items = [processor.load(s, tmp_path) for s in SENTENCES]
+    batch = processor.collate(items, train=False)
+    encoder = TextTransformer(TransformerEncoder(layers=2, heads=4), DIM, processor).eval()
+    extra = 5
+    padded_ids = torch.cat([batch["ids"], torch.zeros(len(items), extra, dtype=torch.long)], dim=1)
+    padded = {"ids": padded_ids, "mask": padded_ids != 0}
+    with torch.no_grad():
+        short = encoder(batch)
+        long = encoder(padded)
+    length = batch["ids"].shape[1]
+    assert long.tokens.shape[1] == length + extra
+    for row, item in enumerate(items):
+        n = len(item)
+        assert torch.allclose(short.tokens[row, :n], long.tokens[row, :n], atol=1e-5)
+    assert torch.allclose(short.pooled, long.pooled, atol=1e-5)
+    assert torch.equal(long.mask[:, :length], short.mask)
+    assert not long.mask[:, length:].any()

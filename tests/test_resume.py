@@ -1,0 +1,69 @@
+"""Training killed with SIGKILL mid-epoch continues with --resume and finishes."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import REPO, run_cli
+
+EPOCHS = 5
+
+
+def _train_args(data: Path, out: Path) -> list[str]:
+    return [
+        "train", "--train", str(data / "train.csv"), "--val", str(data / "val.csv"), "--target", "label",
+        "--out", str(out), "--set", f"train.epochs={EPOCHS}", "--set", "train.patience=100",
+        "--set", "model.dim=16", "--set", "train.batch_size=8", "--set", "data.ignore=[sound]",
+    ]  # fmt: skip
+
+
+def test_sigkill_mid_epoch_then_resume_finishes(shapes_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mumo.cli", *_train_args(shapes_dir, out)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert last.exists(), "training never wrote checkpoints/last.ckpt"
+    time.sleep(0.4)  # into the next epoch (each has 20 steps)
+    assert proc.poll() is None, "training finished before it could be killed; make the run longer"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "model.safetensors").exists()
+
+    # A killed run is not a finished run: it cannot be loaded, and a fresh train refuses to clobber it.
+    refused = run_cli(*_train_args(shapes_dir, out))
+    assert refused.returncode == 2
+    assert "--resume" in refused.stderr
+
+    resumed = run_cli("train", "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Traceback" not in resumed.stderr
+    epochs_seen = [int(m) for m in re.findall(r"^epoch (\d+)/", resumed.stderr, flags=re.M)]
+    assert epochs_seen, resumed.stderr
+    assert epochs_seen[0] > 1, "resume started again from the first epoch"
+    assert epochs_seen[-1] == EPOCHS
+    assert (out / "model.safetensors").is_file()
+    assert (out / "metrics.json").is_file()
+    with open(out / "logs" / "csv" / "metrics.csv") as handle:
+        logged = {int(row["epoch"]) for row in csv.DictReader(handle) if row.get("val/accuracy")}
+    assert max(logged) == EPOCHS - 1
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_cli("train", "--out", str(tmp_path / "nothing"), "--resume")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"mumo: error: {tmp_path / 'nothing'}: nothing to resume (no config.yaml)"
+    ]
