@@ -81,11 +81,10 @@ class Wide(nn.Module):
         super().__init__()
         self.numeric, self.categorical = numeric, list(categorical)
         self.linear = nn.Linear(len(numeric), out_dim) if numeric else None
-        self.embeddings = nn.ModuleDict(
-            {module_key(c): nn.Embedding(n, out_dim) for c, n in categorical.items()}
-        )
-        for embedding in self.embeddings.values():
-            nn.init.zeros_(embedding.weight)
+        embeddings = {module_key(c): nn.Embedding(n, out_dim) for c, n in categorical.items()}
+        for embedding in embeddings.values():
+            nn.init.zeros_(embedding.weight)  # start as the deep model alone
+        self.embeddings = nn.ModuleDict(embeddings)
 
     def forward(self, batch: Batch) -> Tensor:
         parts = []
