@@ -147,20 +147,17 @@ def test_non_number_in_numeric_column(
 # ------------------------------------------------------------------------------- 6-9: config, args
 
 
-def test_unknown_config_key_in_set(shapes_dir: Path, tmp_path: Path) -> None:
-    result = run_cli(
-        "train",
-        *splits(shapes_dir),
-        "--out",
-        str(tmp_path / "run"),
-        *tiny_overrides(),
-        "--set",
-        "train.epoch=3",
+def test_unknown_config_key_in_set(
+    capsys: pytest.CaptureFixture[str], shapes_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    code, _, err = cli(
+        capsys, "train", *splits(shapes_dir), "--out", str(out), *tiny_overrides(), "--set", "train.epoch=3"
     )
-    assert result.returncode == 2
-    line = error_line(result.stderr, "train.epoch:", "unknown key", "valid keys")
+    assert code == 2
+    line = error_line(err, "train.epoch:", "unknown key", "valid keys")
     assert "epochs" in line and "batch_size" in line and "lr" in line
-    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_unknown_config_key_in_yaml(
@@ -328,13 +325,15 @@ def test_predict_input_file_that_does_not_exist(absent_run) -> None:
     error_line(result.stderr, "does-not-exist.png", "image")
 
 
-def test_train_into_an_existing_run_keeps_it(absent_run, damaged: Path) -> None:
+def test_train_into_an_existing_run_keeps_it(
+    capsys: pytest.CaptureFixture[str], absent_run, shapes_dir: Path
+) -> None:
     out, trained = absent_run
     assert trained.returncode == 0
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    result = run_cli("train", *splits(damaged), "--on-error", "skip", "--out", str(out), *tiny_overrides())
-    assert result.returncode == 2
-    error_line(result.stderr, str(out))
+    code, _, err = cli(capsys, "train", *splits(shapes_dir), "--out", str(out), *tiny_overrides())
+    assert code == 2
+    error_line(err, str(out))
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after[Path("model.safetensors")] == before[Path("model.safetensors")]
     assert after == before

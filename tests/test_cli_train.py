@@ -32,7 +32,7 @@ RUN_FILES = {
     "logs",
 }
 CLASSIFICATION_METRICS = {"accuracy", "f1_macro", "auroc", "log_loss"}
-TRAIN_ROWS = 64  # rows of shapes' train split used for training (all 8 classes occur in them)
+TRAIN_ROWS = 48  # rows of shapes' train split used for training (all 8 classes occur in them)
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -174,10 +174,12 @@ def test_eval_on_another_manifest(
     code, out, _ = cli(capsys, "eval", str(run_a), "--data", str(other), "--json")
     assert code == 0
     printed = json.loads(out)
-    assert list(printed) == ["holdout"]
-    assert_metrics(printed, {"holdout"})
+    assert len(printed) == 1  # one manifest → one set of metrics
+    assert_metrics(printed, set(printed))
+    (metrics,) = printed.values()
     saved = json.loads((run_a / "metrics.json").read_text())
-    assert printed["holdout"]["accuracy"] == pytest.approx(saved["test"]["accuracy"], abs=1e-6)
+    assert metrics["accuracy"] == pytest.approx(saved["test"]["accuracy"], abs=1e-6)
+    assert metrics["log_loss"] == pytest.approx(saved["test"]["log_loss"], abs=1e-5)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
@@ -230,15 +232,6 @@ def test_predict_one_item_from_flags(
     assert sum(image_only["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_predict_one_item_in_a_fresh_process(run_a: Path, shapes_dir: Path) -> None:
-    first = pd.read_csv(shapes_dir / "test.csv").iloc[0]
-    result = run_cli("predict", str(run_a), "--input", f"sound={shapes_dir / first['sound']}")
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    prediction = json.loads(result.stdout)
-    assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-
-
 # ------------------------------------------------------------------------------------- data make
 
 
@@ -285,7 +278,7 @@ def run_b(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[i
     """train.jsonl (relative paths), val.parquet (absolute paths), test.csv; plus typed --set flags."""
     folder = tmp_path_factory.mktemp("data-b")
     columns = ["image", "sound", "caption", "weight", "label"]
-    manifest(shapes_dir, "train", folder, columns, 48).to_json(
+    manifest(shapes_dir, "train", folder, columns, 32).to_json(
         folder / "train.jsonl", orient="records", lines=True
     )
     manifest(shapes_dir, "val", folder, columns, absolute=True).to_parquet(

@@ -343,7 +343,7 @@ def format_validation_error(err: ValidationError) -> str:
         tags = first.get("ctx", {}).get("expected_tags", "")
         return f"{key}.type: {first['ctx'].get('tag')!r} is not a valid type; choose one of {tags}"
     if kind == "union_tag_not_found":
-        return f"{key}: missing 'type'"
+        return f"{key}: missing 'type' (every encoder and fusion names its type, e.g. type: cnn)"
     if kind == "literal_error":
         expected = first.get("ctx", {}).get("expected", "")
         return f"{key}: {value!r} is not valid; choose one of {expected}"

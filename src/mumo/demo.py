@@ -12,7 +12,7 @@ from rich.table import Table
 from mumo.config import build_config
 from mumo.data.builtin import materialize
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 INPUTS = {"image": "image", "sound": "audio", "caption": "text", "weight": "numeric"}
 
 

@@ -123,7 +123,7 @@ def resolve_encoders(model: ModelConfig, inputs: dict[str, str]) -> ModelConfig:
         allowed = ENCODERS_FOR_KIND[kind]
         if encoders[column].type not in allowed:
             raise ConfigError(
-                f"model.encoders.{column}.type: {encoders[column].type!r} is not a {kind} encoder; "
+                f"model.encoders.{column}.type: {encoders[column].type!r} is not {'an' if kind[0] in 'aeiou' else 'a'} {kind} encoder; "
                 f"choose one of {', '.join(allowed)}"
             )
     return model.model_copy(update={"encoders": {c: encoders[c] for c in inputs}})

@@ -39,7 +39,7 @@ from mumo.model import build_model, resolve_encoders
 from mumo.run import WEIGHTS, Model, Run, load_preprocess, save_preprocess, save_weights
 from mumo.tasks import build_task
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def train(
@@ -69,8 +69,6 @@ def train(
         config = load_config(run_dir / "config.yaml")
     else:
         schema = resolve_schema(data, tables["train"], config.task.type)
-        for note in schema.notes:
-            say(f"[dim]{note}[/dim]")
         processors = make_processors(schema, data)
         target = make_target_processor(schema)
     if "val" not in tables:
@@ -81,6 +79,7 @@ def train(
     if target is None:
         raise MumoError("no target: set data.target (or --target COLUMN)")
     if not resume:
+        config = _resolved(config, schema)  # checks encoders against column kinds before any decoding
         fit_processors(processors, target, tables["train"])
 
     progress = None if quiet or not config.train.progress or not console.is_terminal else _progress
@@ -91,9 +90,10 @@ def train(
             say(f"[yellow]{name}: {summarize_issues(splits[name].issues)}[/yellow]")
         if not len(splits[name]):
             raise MumoError(f"{table.name}: no usable rows")
+    for note in schema.notes:
+        say(f"[dim]{note}[/dim]")
     if not resume:
         finish_processors(processors, splits["train"])
-        config = _resolved(config, schema)
         save_preprocess(run_dir / "preprocess", schema, processors, target)
         write_text(run_dir / "config.yaml", dump_config(config))
 

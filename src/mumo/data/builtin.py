@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mumo.config import DataConfig
-from mumo.errors import ConfigError
+from mumo.errors import ConfigError, MumoError
 from mumo.registry import Registry
 
 BUILTINS: Registry[Callable[..., dict[str, Path]]] = Registry("a builtin dataset")
@@ -39,13 +39,27 @@ def materialize(name: str, n: int, seed: int, out_dir: Path | None = None) -> di
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
     try:
         make(tmp, n, seed)
-        if final.exists():
-            shutil.rmtree(final)  # an earlier, incomplete folder (no train.csv)
-        os.replace(tmp, final)
+        if out_dir is None:
+            if final.exists():
+                shutil.rmtree(final)  # our own cache folder, left incomplete (no train.csv)
+            os.replace(tmp, final)
+        else:
+            _move_into(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {split: final / f"{split}.csv" for split in ("train", "val", "test")}
+
+
+def _move_into(source: Path, folder: Path) -> None:
+    """Move generated entries into a user's folder, keeping whatever else it holds; never overwrite."""
+    folder.mkdir(parents=True, exist_ok=True)
+    clashes = sorted(entry.name for entry in source.iterdir() if (folder / entry.name).exists())
+    if clashes:
+        raise MumoError(f"{folder}: already holds {', '.join(clashes)}; choose another folder")
+    for entry in sorted(source.iterdir(), key=lambda e: e.suffix == ".csv"):  # manifests last
+        os.replace(entry, folder / entry.name)
+    source.rmdir()
 
 
 def resolve_builtin(data: DataConfig) -> DataConfig:

@@ -15,7 +15,7 @@ from mumo.data.prepare import (
 )
 from mumo.data.table import read_table
 
-console = Console(stderr=False, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 
 def check(config: Config, limit: int = 50) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -126,7 +127,7 @@ def load_split(
         decoded = _decode_column(processor, cells, table.base_dir, progress, f"{name}: {column}")
         for row, (_, error) in enumerate(decoded):
             if error is not None:
-                _fail_or_note(on_error, table.name, row, column, error)
+                _fail_or_note(on_error, table.name, table.row_number(row), column, error)
                 bad.setdefault(row, []).append((column, error))
         items[column] = [value for value, _ in decoded]
     encoded_targets: list[Any] = [None] * n
@@ -144,23 +145,25 @@ def load_split(
                     continue
                 except CellError as err:
                     error = str(err)
-            _fail_or_note(
-                "skip" if on_error == "absent" else on_error, table.name, row, target.columns[0], error
-            )
+            policy = "skip" if on_error == "absent" else on_error
+            _fail_or_note(policy, table.name, table.row_number(row), target.columns[0], error)
             bad.setdefault(row, []).append((target.columns[0], error + " (target)"))
     issues, keep = [], []
     for row in range(n):
         problems = bad.get(row, [])
-        skip = on_error == "skip" or any(reason.endswith("(target)") for _, reason in problems)
+        skip = bool(problems) and (on_error == "skip" or any(r.endswith("(target)") for _, r in problems))
         for column, reason in problems:
-            issues.append(Issue(table.name, row + 1, column, reason, "skipped" if skip else "absent"))
+            action = "skipped" if skip else "absent"
+            issues.append(
+                Issue(table.name, table.row_number(row), column, reason.removesuffix(" (target)"), action)
+            )
         if not skip:
             keep.append(row)
     split = Split(
         name=name,
         items={c: [values[r] for r in keep] for c, values in items.items()},
         targets=[encoded_targets[r] for r in keep],
-        rows=[r + 1 for r in keep],
+        rows=[table.row_number(r) for r in keep],
         issues=issues,
     )
     for column, values in split.items.items():
@@ -173,7 +176,7 @@ def _fail_or_note(on_error: str, file: str, row: int, column: str, reason: str) 
         raise DataError(
             f"{reason} (use --on-error skip|absent to continue past bad rows)",
             file=file,
-            row=row + 1,
+            row=row,
             column=column,
         )
 
@@ -263,4 +266,6 @@ def summarize_issues(issues: list[Issue]) -> str:
 
 
 def _reason_kind(reason: str) -> str:
-    return reason.split(":")[0].split("(")[0].strip()
+    """'cannot decode audio 00004.wav (...)' and 'file not found: a.png' → their kind, for grouping."""
+    text = re.sub(r"\([^)]*\)", "", reason.split(":")[0])
+    return " ".join(word for word in text.split() if "." not in word and "/" not in word) or reason

@@ -23,6 +23,10 @@ class Table:
     name: str  # how errors name the file, e.g. data/train.csv
     base_dir: Path  # file paths in cells are relative to this folder
     frame: pd.DataFrame  # object dtype; None marks an empty cell
+    numbers: list[int] | None = None  # 1-based row numbers in the source file (None: 1..n)
+
+    def row_number(self, index: int) -> int:
+        return self.numbers[index] if self.numbers is not None else index + 1
 
     @property
     def columns(self) -> list[str]:
@@ -35,7 +39,8 @@ class Table:
         return list(self.frame[column])
 
     def subset(self, rows: list[int]) -> Table:
-        return Table(self.name, self.base_dir, self.frame.iloc[rows].reset_index(drop=True))
+        numbers = [self.row_number(r) for r in rows]
+        return Table(self.name, self.base_dir, self.frame.iloc[rows].reset_index(drop=True), numbers)
 
 
 def is_empty(value: Any) -> bool:
