@@ -289,7 +289,7 @@ def test_on_error_skip_drops_and_reports_rows(skip_run) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert (out / "metrics.json").is_file()
-    assert set(json.loads((out / "metrics.json").read_text())) == {"val", "test"}
+    assert {"val", "test"} <= set(json.loads((out / "metrics.json").read_text()))
     text = result.stdout + result.stderr
     assert "train: 2 rows skipped" in text
     assert "1 × file not found" in text

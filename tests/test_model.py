@@ -112,7 +112,7 @@ def test_partially_absent_column(processors: dict[str, Processor]) -> None:
     batch = _batch(processors, {"caption": gone})
     assert batch.presence["caption"].tolist() == [True, False, True, False, True]
     with torch.no_grad():
-        out = model.encode_column("caption", batch)
+        out = model.encode_column("caption", batch.inputs["caption"], batch.presence["caption"])
         every = _items(processors)["caption"]
         rows = [0, 2, 4]
         alone = model.encoders["caption"](processors["caption"].collate([every[r] for r in rows], False))
@@ -133,7 +133,7 @@ def test_column_absent_for_the_whole_batch(processors: dict[str, Processor]) -> 
     model = _model(processors).eval()
     batch = _batch(processors, {"price": set(range(5))})
     with torch.no_grad():
-        out = model.encode_column("price", batch)
+        out = model.encode_column("price", batch.inputs["price"], batch.presence["price"])
         logits = model(batch)
     absent = model.absent["price"]
     assert out.pooled.shape == (5, 16)
@@ -150,15 +150,18 @@ def test_column_missing_from_the_items_is_absent(processors: dict[str, Processor
     batch = make_batch(items, processors, None, None, train=False)
     assert not batch.presence["brand"].any()
     with torch.no_grad():
-        out = model.encode_column("brand", batch)
+        out = model.encode_column("brand", batch.inputs["brand"], batch.presence["brand"])
     assert torch.equal(out.pooled, model.absent["brand"].expand(5, -1))
 
 
 def test_present_rows_do_not_depend_on_absent_rows(processors: dict[str, Processor]) -> None:
     model = _model(processors).eval()
     with torch.no_grad():
-        full = model.encode_column("caption", _batch(processors))
-        partial = model.encode_column("caption", _batch(processors, {"caption": {1, 3}}))
+        full_batch, partial_batch = _batch(processors), _batch(processors, {"caption": {1, 3}})
+        full = model.encode_column("caption", full_batch.inputs["caption"], full_batch.presence["caption"])
+        partial = model.encode_column(
+            "caption", partial_batch.inputs["caption"], partial_batch.presence["caption"]
+        )
     assert torch.allclose(full.pooled[[0, 2, 4]], partial.pooled[[0, 2, 4]], atol=1e-6)
 
 

@@ -259,6 +259,31 @@ def _make(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------ compare
+def _compare_setup(p: argparse.ArgumentParser) -> None:
+    _data_flags(p)
+    p.add_argument("--fusions", help="comma-separated fusions to compare (default: every registered fusion)")
+    p.add_argument("--unimodal", action="store_true", help="also train one model per single input column")
+    p.add_argument("--repeats", type=int, default=1, help="trainings per variant (seeds seed, seed+1, ...)")
+    p.add_argument("--out", help="folder for the comparison (default: runs/compare-<name>)")
+    p.add_argument("--overwrite", action="store_true", help="replace a comparison already in --out")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from mumo.compare import compare
+    from mumo.fusion import FUSIONS
+
+    config = _config_from(args)
+    fusions = [f.strip() for f in args.fusions.split(",") if f.strip()] if args.fusions else FUSIONS.names()
+    for name in fusions:
+        FUSIONS.get(name, key="--fusions")
+    out = Path(args.out or f"runs/compare-{config.name}")
+    if (out / "compare.json").exists() and not args.overwrite:
+        raise MumoError(f"{out}: already holds a comparison; use --overwrite or another --out")
+    compare(config, out, fusions, unimodal=args.unimodal, repeats=args.repeats)
+    return 0
+
+
 # ------------------------------------------------------------------------------------ demo
 def _demo_setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="folder for the demo's runs")
@@ -278,6 +303,7 @@ COMMANDS: dict[str, Command] = {
     "train": (_train_setup, _train, "train, evaluate and save a model (a run directory)"),
     "eval": (_eval_setup, _eval, "evaluate a run on its own or another manifest"),
     "predict": (_predict_setup, _predict, "predict with a run, on a manifest or one item"),
+    "compare": (_compare_setup, _compare, "train one model per fusion (and per input) on the same splits"),
     "demo": (_demo_setup, _demo, "the built-in demo: fused vs single-modality models on builtin:shapes"),
 }
 DATA_COMMANDS: dict[str, Command] = {

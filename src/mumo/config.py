@@ -146,7 +146,56 @@ class ConcatFusion(Section):
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the concatenated vector.")
 
 
-FusionConfig = Annotated[ConcatFusion, Field(discriminator="type")]
+class GatedFusion(Section):
+    type: Literal["gated"] = "gated"
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on each projected column vector.")
+
+
+class AttentionFusion(Section):
+    type: Literal["attention"] = "attention"
+    layers: int = Field(1, ge=1, description="Transformer blocks over the column tokens.")
+    heads: int = Field(4, ge=1, description="Attention heads per block (must divide model.dim).")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside the blocks.")
+    tokens: bool = Field(False, description="Attend over every encoder's tokens, not one pooled token each.")
+    max_tokens: int = Field(64, ge=1, description="With tokens: true, keep at most this many per column.")
+
+
+class LateFusion(Section):
+    type: Literal["late"] = "late"
+    hidden: int = Field(64, ge=1, description="Hidden width of each column's own head.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside each column's head.")
+
+
+class LowRankFusion(Section):
+    type: Literal["lrtf"] = "lrtf"
+    rank: int = Field(4, ge=1, le=64, description="Rank of the low-rank factors of the fusion tensor.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on each column's pooled vector.")
+
+
+class FiLMFusion(Section):
+    type: Literal["film"] = "film"
+    condition: str | None = Field(
+        None, description="Column that produces the modulation; null = the first text column."
+    )
+    target: str | None = Field(
+        None, description="Column whose tokens are modulated; null = the first image or audio column."
+    )
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the output projection.")
+
+
+class BilinearFusion(Section):
+    type: Literal["bilinear"] = "bilinear"
+    pair: list[str] | None = Field(
+        None, min_length=2, max_length=2, description="The two columns fused bilinearly; null = first two."
+    )
+    hidden: int | None = Field(None, ge=1, description="Rank of the bilinear product; null = 2 * model.dim.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the bilinear product.")
+
+
+FusionConfig = Annotated[
+    ConcatFusion | GatedFusion | AttentionFusion | LateFusion | LowRankFusion | FiLMFusion | BilinearFusion,
+    Field(discriminator="type"),
+]
 
 
 class HeadConfig(Section):
@@ -164,6 +213,9 @@ class ModelConfig(Section):
     fusion: FusionConfig = Field(default_factory=ConcatFusion, description="How the modalities are combined.")
     head: HeadConfig = Field(default_factory=HeadConfig, description="Task head on the fused vector.")
     wide: bool = Field(True, description="Add a linear path from numeric/categorical inputs to the output.")
+    modality_dropout: float = Field(
+        0.0, ge=0, lt=1, description="Chance, per row and input, that training hides the input (absent)."
+    )
 
 
 # ----------------------------------------------------------------------------------------- task
@@ -391,5 +443,18 @@ def _section_type(annotation: Any) -> Any:
 
 _TAGGED: dict[str, type[BaseModel]] = {
     cls.model_fields["type"].default: cls
-    for cls in (TransformerEncoder, GRUEncoder, CNNEncoder, MLPEncoder, EmbeddingEncoder, ConcatFusion)
+    for cls in (
+        TransformerEncoder,
+        GRUEncoder,
+        CNNEncoder,
+        MLPEncoder,
+        EmbeddingEncoder,
+        ConcatFusion,
+        GatedFusion,
+        AttentionFusion,
+        LateFusion,
+        LowRankFusion,
+        FiLMFusion,
+        BilinearFusion,
+    )
 }

@@ -28,8 +28,10 @@ class MultimodalModel(nn.Module):
         head: nn.Module,
         dim: int,
         wide: nn.Module | None = None,
+        modality_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        self.modality_dropout = modality_dropout  # chance, per row and input, of hiding it while training
         self.columns = list(encoders)
         self.encoders = nn.ModuleDict({module_key(c): e for c, e in encoders.items()})
         self.absent = nn.ParameterDict(
@@ -39,13 +41,28 @@ class MultimodalModel(nn.Module):
         self.head = head
         self.wide = wide  # optional linear path from tabular inputs straight to the output
 
-    def encode(self, batch: Batch) -> dict[str, EncoderOutput]:
-        """Per input: EncoderOutput for every row; absent rows hold the absent embedding as one token."""
-        return {column: self.encode_column(column, batch) for column in self.columns}
+    def presence(self, batch: Batch) -> dict[str, Tensor]:
+        """The batch's presence masks; while training, modality dropout hides inputs at random (never
+        every input of a row), so the model learns to predict from any subset of them."""
+        if not (self.training and self.modality_dropout > 0 and len(self.columns) > 1):
+            return batch.presence
+        present = torch.stack([batch.presence[c] for c in self.columns], dim=1)  # (B, F)
+        dropped = present & (torch.rand(present.shape, device=present.device) < self.modality_dropout)
+        kept = present & ~dropped
+        none_left = ~kept.any(dim=1, keepdim=True) & present.any(dim=1, keepdim=True)
+        kept = torch.where(none_left, present, kept)  # such rows keep all their inputs
+        return {c: kept[:, i] for i, c in enumerate(self.columns)}
 
-    def encode_column(self, column: str, batch: Batch) -> EncoderOutput:
+    def encode(self, batch: Batch, presence: dict[str, Tensor] | None = None) -> dict[str, EncoderOutput]:
+        """Per input: EncoderOutput for every row; absent rows hold the absent embedding as one token."""
+        presence = batch.presence if presence is None else presence
+        return {
+            column: self.encode_column(column, batch.inputs[column], presence[column])
+            for column in self.columns
+        }
+
+    def encode_column(self, column: str, inputs: dict[str, Tensor], present: Tensor) -> EncoderOutput:
         key = module_key(column)
-        inputs, present = batch.inputs[column], batch.presence[column]
         absent = self.absent[key]
         size = present.shape[0]
         if bool(present.all()):
@@ -66,11 +83,13 @@ class MultimodalModel(nn.Module):
         return EncoderOutput(pooled, tokens, mask)
 
     def fuse(self, batch: Batch) -> Tensor:
-        return self.fusion(self.encode(batch), batch.presence)  # (B, D)
+        presence = self.presence(batch)
+        return self.fusion(self.encode(batch, presence), presence)  # (B, D)
 
     def forward(self, batch: Batch) -> Tensor:
-        out = self.head(self.fuse(batch))  # (B, out)
-        return out if self.wide is None else out + self.wide(batch)
+        presence = self.presence(batch)
+        out = self.head(self.fusion(self.encode(batch, presence), presence))  # (B, out)
+        return out if self.wide is None else out + self.wide(batch, presence)
 
 
 class Wide(nn.Module):
@@ -86,15 +105,15 @@ class Wide(nn.Module):
             nn.init.zeros_(embedding.weight)  # start as the deep model alone
         self.embeddings = nn.ModuleDict(embeddings)
 
-    def forward(self, batch: Batch) -> Tensor:
+    def forward(self, batch: Batch, presence: dict[str, Tensor]) -> Tensor:
         parts = []
         if self.linear is not None:
             values = torch.cat(
-                [batch.inputs[c]["value"] * batch.presence[c].unsqueeze(1) for c in self.numeric], dim=1
+                [batch.inputs[c]["value"] * presence[c].unsqueeze(1) for c in self.numeric], dim=1
             )  # (B, n_numeric); an absent value contributes nothing
             parts.append(self.linear(values))
         for column in self.categorical:
-            index = batch.inputs[column]["index"] * batch.presence[column]
+            index = batch.inputs[column]["index"] * presence[column]
             parts.append(self.embeddings[module_key(column)](index))
         return torch.stack(parts).sum(0)  # (B, out)
 
@@ -138,11 +157,12 @@ def build_model(
         options = model.encoders[column]
         cls = ENCODERS.get(encoder_key(kind, options.type), key=f"model.encoders.{column}.type")
         encoders[column] = cls(options, model.dim, processors[column])  # type: ignore[call-arg]
-    fusion = build_fusion(model.fusion, list(inputs), model.dim)
-    head = build_head(model.head, getattr(fusion, "out_dim", model.dim), out_dim)
+    fusion = build_fusion(model.fusion, inputs, model.dim, out_dim)
+    # A fusion that produces logits (late) is its own head.
+    head = nn.Identity() if fusion.produces_logits else build_head(model.head, fusion.out_dim, out_dim)
     wide = None
     numeric = [c for c, k in inputs.items() if k == "numeric"]
     categorical = {c: len(processors[c].categories) for c, k in inputs.items() if k == "categorical"}  # type: ignore[attr-defined]
     if model.wide and (numeric or categorical):
         wide = Wide(numeric, categorical, out_dim)
-    return MultimodalModel(encoders, fusion, head, model.dim, wide)
+    return MultimodalModel(encoders, fusion, head, model.dim, wide, model.modality_dropout)

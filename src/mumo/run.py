@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,11 +123,18 @@ class Model:
         return load_split(table.name, table, self.processors, self.target if with_target else None, on_error)
 
     @torch.no_grad()
-    def outputs(self, split: Split, batch_size: int = 256) -> Tensor:
-        """Task outputs (class probabilities / values) for every row of a prepared split."""
+    def outputs(self, split: Split, batch_size: int = 256, absent: Iterable[str] = ()) -> Tensor:
+        """Task outputs (class probabilities / values) for every row of a prepared split; the columns
+        in `absent` are treated as absent in every row."""
+        hidden = set(absent)
         chunks = []
         for start in range(0, len(split), batch_size):
-            items = {c: values[start : start + batch_size] for c, values in split.items.items()}
+            items = {
+                c: [None] * len(values[start : start + batch_size])
+                if c in hidden
+                else values[start : start + batch_size]
+                for c, values in split.items.items()
+            }
             batch = make_batch(items, self.processors, None, None, train=False)
             chunks.append(self.task.outputs(self.network(batch)))
         if not chunks:
@@ -151,6 +159,25 @@ class Model:
             return results
         kept = dict(zip(split.rows, results, strict=True))  # rows dropped by on_error=skip get None
         return [kept.get(i + 1, {"prediction": None, "skipped": True}) for i in range(len(rows))]
+
+    def contribution(self, split: Split) -> dict[str, Any]:
+        """The main metric with all inputs, with each input absent, and with only that input present."""
+        assert self.target is not None
+        name, mode = self.task.main_metric
+        targets = self.target.stack(split.targets)
+
+        def score(absent: Iterable[str]) -> float:
+            return self.task.metrics(targets, self.outputs(split, absent=absent))[name]
+
+        columns = list(self.processors)
+        return {
+            "split": split.name,
+            "metric": name,
+            "higher_is_better": mode == "max",
+            "all": score(()),
+            "without": {c: score([c]) for c in columns},
+            "only": {c: score([o for o in columns if o != c]) for c in columns},
+        }
 
     def describe(self, output: Tensor) -> dict[str, Any]:
         values = [float(v) for v in output]

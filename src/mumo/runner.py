@@ -174,7 +174,13 @@ def write_evaluation(
         outputs = model.outputs(split)
         metrics[name] = model.task.metrics(model.target.stack(split.targets), outputs)
         shown = (name, split, outputs)
-    write_json(run_dir / "metrics.json", _json_safe(metrics))
+    sections: list[tuple[str, str]] = []
+    payload: dict[str, Any] = _json_safe(metrics)
+    if shown is not None and len(model.processors) > 1:
+        contribution = model.contribution(shown[1])
+        payload["contribution"] = contribution
+        sections.append(("Modality contribution", contribution_html(contribution)))
+    write_json(run_dir / "metrics.json", payload)
     history_file = run_dir / "logs" / "csv" / "metrics.csv"
     history = pd.read_csv(history_file) if history_file.is_file() else None
     report: dict[str, Any] = {}
@@ -198,11 +204,30 @@ def write_evaluation(
         metrics=metrics,
         history=history,
         config_yaml=dump_config(model.config),
+        extra_sections=sections,
         **report,
     )
     if not quiet:
         _print_metrics(metrics)
     return metrics
+
+
+def contribution_html(contribution: dict[str, Any]) -> str:
+    """A table: each input's effect on the main metric (removed at test time, or alone)."""
+    from html import escape
+
+    metric, split, full = contribution["metric"], contribution["split"], contribution["all"]
+    rows = "".join(
+        f"<tr><td>{escape(column)}</td><td>{contribution['without'][column]:.4f}</td>"
+        f"<td>{contribution['without'][column] - full:+.4f}</td><td>{contribution['only'][column]:.4f}</td></tr>"
+        for column in contribution["without"]
+    )
+    return (
+        f"<p>{escape(metric)} on the {escape(split)} split with every input: <b>{full:.4f}</b>. "
+        "Each row: the same model with that input absent in every row, and with only that input present.</p>"
+        f"<table><tr><th>input</th><th>{escape(metric)} without it</th><th>change</th>"
+        f"<th>{escape(metric)} with only it</th></tr>{rows}</table>"
+    )
 
 
 def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:

@@ -95,7 +95,7 @@ def read_table(path: str | Path) -> Table:
 def clean_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Object columns of plain Python cells with None for empty ones (pandas would turn None into NaN)."""
     columns = {str(c).strip(): pd.Series([_clean(v) for v in frame[c]], dtype=object) for c in frame.columns}
-    return pd.DataFrame(columns).reset_index(drop=True)
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
 
 
 def _check_header(path: Path, delimiter: str) -> None:
