@@ -82,7 +82,8 @@ def test_forward_shape(processors: dict[str, Processor]) -> None:
     logits = model(batch)
     assert logits.shape == (5, OUT_DIM)
     assert torch.isfinite(logits).all()
-    assert model.fuse(batch).shape == (5, 16)
+    presence = model.presence(batch)
+    assert model.fusion(model.encode(batch, presence), presence).shape == (5, 16)
     assert set(model.encoders) == set(INPUTS)
     assert set(model.absent) == set(INPUTS)
 
@@ -225,7 +226,7 @@ def test_fusion_registry_unknown_name() -> None:
     assert (
         str(info.value) == f"model.fusion.type: 'atention' is not a fusion; choose one of {', '.join(names)}"
     )
-    assert build_fusion(ConcatFusion(), ["a", "b"], 8).out_dim == 8  # type: ignore[union-attr]
+    assert build_fusion(ConcatFusion(), {"a": "text", "b": "image"}, 8).out_dim == 8
 
 
 def test_task_registry_unknown_name() -> None:

@@ -286,7 +286,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------ demo
 def _demo_setup(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/demo", help="folder for the demo's runs")
+    p.add_argument("--out", default="runs/demo", help="folder for the demo's data, runs and comparison")
     p.add_argument("--n", type=int, default=3000, help="rows of builtin:shapes to generate")
     p.add_argument("--epochs", type=int, default=4, help="epochs per model")
 

@@ -270,11 +270,7 @@ class Bilinear(Fusion):
         return self.project(torch.cat([joint, *others], dim=-1))  # (B, D)
 
 
-def build_fusion(
-    options: Any, kinds: dict[str, str] | list[str], dim: int, out_dim: int | None = None
-) -> Fusion:
-    """`kinds` maps each input column to its kind; a bare list of columns (kinds unknown) is also accepted."""
-    if not isinstance(kinds, dict):
-        kinds = dict.fromkeys(kinds, "")
+def build_fusion(options: Any, kinds: dict[str, str], dim: int, out_dim: int | None = None) -> Fusion:
+    """The fusion `options.type` over the input columns `kinds` ({column: kind}), from `dim` to `out_dim`."""
     cls = FUSIONS.get(options.type, key="model.fusion.type")
     return cls(options, kinds, dim, dim if out_dim is None else out_dim)

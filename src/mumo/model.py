@@ -82,10 +82,6 @@ class MultimodalModel(nn.Module):
         mask = mask.index_copy(0, rows, out.mask)  # (B, T): absent rows see only their absent token
         return EncoderOutput(pooled, tokens, mask)
 
-    def fuse(self, batch: Batch) -> Tensor:
-        presence = self.presence(batch)
-        return self.fusion(self.encode(batch, presence), presence)  # (B, D)
-
     def forward(self, batch: Batch) -> Tensor:
         presence = self.presence(batch)
         out = self.head(self.fusion(self.encode(batch, presence), presence))  # (B, out)

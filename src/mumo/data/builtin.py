@@ -13,7 +13,7 @@ from mumo.errors import ConfigError, MumoError
 from mumo.registry import Registry
 
 BUILTINS: Registry[Callable[..., dict[str, Path]]] = Registry("a builtin dataset")
-DEFAULT_TARGET = {"shapes": "label"}
+DEFAULT_TARGET = {"shapes": "label", "shapes-interaction": "label"}
 
 
 def _shapes(out_dir: Path, n: int, seed: int) -> dict[str, Path]:
@@ -22,7 +22,15 @@ def _shapes(out_dir: Path, n: int, seed: int) -> dict[str, Path]:
     return make_shapes(out_dir, n=n, seed=seed)
 
 
+def _shapes_interaction(out_dir: Path, n: int, seed: int) -> dict[str, Path]:
+    """builtin:shapes with label = (round shape) XOR (low pitch): neither image nor sound alone helps."""
+    from mumo.data.shapes import make_shapes
+
+    return make_shapes(out_dir, n=n, seed=seed, label="interaction")
+
+
 BUILTINS.register("shapes")(_shapes)
+BUILTINS.register("shapes-interaction")(_shapes_interaction)
 
 
 def cache_root() -> Path:

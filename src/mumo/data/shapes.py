@@ -32,7 +32,9 @@ __all__ = [
     "SHAPES",
     "SIZES",
     "ShapeItem",
+    "LABELS",
     "caption_for",
+    "interaction_label_for",
     "label_for",
     "make_shapes",
     "render_audio",
@@ -250,6 +252,19 @@ def label_for(item: ShapeItem) -> str:
     return f"{item.shape}-{item.pitch}"
 
 
+def interaction_label_for(item: ShapeItem) -> str:
+    """An XOR of a seen and a heard attribute: ``"same"`` when a round-ish shape (circle, cross) sounds low
+    or an angular one (square, triangle) sounds high, else ``"different"``.
+
+    Shape and pitch are independent and uniform, so each alone predicts the label at chance (50%).
+    """
+    round_shape = item.shape in ("circle", "cross")
+    return "same" if round_shape == (item.pitch == "low") else "different"
+
+
+LABELS = {"shape-pitch": label_for, "interaction": interaction_label_for}
+
+
 def _item_rng(seed: int, index: int, stream: int) -> np.random.Generator:
     """Independent generator for one modality of one row, stable whatever n or the other modalities."""
     return np.random.default_rng([seed, index, stream])
@@ -287,11 +302,17 @@ def make_shapes(
     seed: int = 0,
     image_size: int = 32,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    label: str = "shape-pitch",
 ) -> dict[str, Path]:
     """Generate the dataset under ``out_dir``: PNGs, WAVs, split manifests and ``attributes.csv``.
 
-    Returns the paths of the ``train``, ``val``, ``test`` manifests and of ``attributes``.
+    ``label`` picks the target: ``shape-pitch`` (:func:`label_for`) or ``interaction``
+    (:func:`interaction_label_for`). Returns the paths of the ``train``, ``val``, ``test`` manifests and
+    of ``attributes``.
     """
+    if label not in LABELS:
+        raise ValueError(f"label must be one of {', '.join(LABELS)}, got {label!r}")
+    labeller = LABELS[label]
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "audio").mkdir(parents=True, exist_ok=True)
@@ -307,7 +328,7 @@ def make_shapes(
         render_image(item, _item_rng(seed, i, _IMAGE_STREAM), image_size).save(out / image_rel)
         _write_wav(out / sound_rel, render_audio(item, _item_rng(seed, i, _AUDIO_STREAM), _SAMPLE_RATE))
         caption = caption_for(item, _item_rng(seed, i, _CAPTION_STREAM))
-        rows.append((image_rel, sound_rel, caption, item.weight, label_for(item)))
+        rows.append((image_rel, sound_rel, caption, item.weight, labeller(item)))
         attrs.append(
             {"id": i, "split": split_names[i], **{c: getattr(item, c) for c in ATTRIBUTE_COLUMNS[2:]}}
         )
