@@ -63,7 +63,11 @@ def run(n: int, epochs: int, fusions: list[str], work: Path, seed: int = 0) -> d
     categorical = categorical_manifests(data_dir, work)
     upper_raw = {
         "name": "interaction-upper",
-        "data": {**categorical, "target": "label", "columns": {"shape": "categorical", "pitch": "categorical"}},
+        "data": {
+            **categorical,
+            "target": "label",
+            "columns": {"shape": "categorical", "pitch": "categorical"},
+        },
         "train": train,
     }
     upper_variants = compare(build_config(upper_raw), work / "upper", ["concat"])

@@ -71,6 +71,9 @@ class DataConfig(Section):
         "fail", description="Bad cell: fail (exit 2), skip the row, or treat the cell as absent."
     )
     cache: bool = Field(True, description="Decode each file once and keep it in memory while training.")
+    feature_cache: bool = Field(
+        True, description="Compute frozen pretrained encoders' outputs once, on disk, and train on them."
+    )
     num_workers: int = Field(
         0, ge=0, description="DataLoader worker processes (0 = load in the main process)."
     )
@@ -120,15 +123,46 @@ class EmbeddingEncoder(Section):
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the embedding.")
 
 
+class LoRAOptions(Section):
+    r: int = Field(8, ge=1, description="Rank of the low-rank update.")
+    alpha: int = Field(16, ge=1, description="Scale of the update (alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    targets: list[str] | None = Field(
+        None, description="Module names to adapt (e.g. [query, value]); null = peft's default for the model."
+    )
+
+
+class HFEncoder(Section):
+    type: Literal["hf"] = "hf"
+    pretrained: str = Field(
+        description="Local folder, a model carried by an installed package, or a Hugging Face Hub name."
+    )
+    pooling: Literal["mean", "cls", "pooler"] = Field(
+        "mean",
+        description="Row vector: mean of the tokens, the first token, or the backbone's pooler output.",
+    )
+    freeze: bool = Field(False, description="Keep the backbone's weights fixed (its features can be cached).")
+    lora: LoRAOptions | None = Field(None, description="Train LoRA adapters (peft) instead of the backbone.")
+    lr_scale: float = Field(0.1, gt=0, description="Backbone learning rate as a multiple of train.lr.")
+    lr_decay: float = Field(
+        1.0, gt=0, le=1, description="Layer-wise decay: each layer below the top gets this times the rate."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in backward to save memory."
+    )
+    max_length: int = Field(128, ge=1, description="Text: tokens kept per cell (the rest is cut).")
+    max_seconds: float = Field(10.0, gt=0, description="Audio: seconds kept per clip.")
+
+
 EncoderConfig = Annotated[
-    TransformerEncoder | GRUEncoder | CNNEncoder | MLPEncoder | EmbeddingEncoder,
+    TransformerEncoder | GRUEncoder | CNNEncoder | MLPEncoder | EmbeddingEncoder | HFEncoder,
     Field(discriminator="type"),
 ]
 
 ENCODERS_FOR_KIND: dict[str, tuple[str, ...]] = {
-    "text": ("transformer", "gru"),
-    "image": ("cnn",),
-    "audio": ("cnn",),
+    "text": ("transformer", "gru", "hf"),
+    "image": ("cnn", "hf"),
+    "audio": ("cnn", "hf"),
     "numeric": ("mlp",),
     "categorical": ("embedding",),
 }

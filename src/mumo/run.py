@@ -56,7 +56,8 @@ def load_preprocess(folder: Path) -> tuple[Schema, dict[str, Processor], TargetP
     schema = Schema(inputs=inputs, targets=meta["targets"], task=meta["task"])
     processors: dict[str, Processor] = {}
     for column, kind in schema.inputs.items():
-        processor = PROCESSORS.get(kind)(column)
+        saved = json.loads((folder / meta["folders"][column] / "processor.json").read_text())
+        processor = PROCESSORS.get(saved.get("processor", kind))(column)
         processor.restore(folder / meta["folders"][column])
         processors[column] = processor
     target_file = folder / "target.json"

@@ -69,7 +69,8 @@ def train(
         config = load_config(run_dir / "config.yaml")
     else:
         schema = resolve_schema(data, tables["train"], config.task.type)
-        processors = make_processors(schema, data)
+        config = _resolved(config, schema)  # checks encoders against column kinds before any decoding
+        processors = make_processors(schema, data, config.model.encoders)
         target = make_target_processor(schema)
     if "val" not in tables:
         labels = tables["train"].values(schema.targets[0]) if schema.task == "classification" else None
@@ -79,7 +80,6 @@ def train(
     if target is None:
         raise MumoError("no target: set data.target (or --target COLUMN)")
     if not resume:
-        config = _resolved(config, schema)  # checks encoders against column kinds before any decoding
         fit_processors(processors, target, tables["train"])
 
     progress = None if quiet or not config.train.progress or not console.is_terminal else _progress
@@ -98,9 +98,19 @@ def train(
         write_text(run_dir / "config.yaml", dump_config(config))
 
     task = build_task(config.task, target)
+    torch.manual_seed(config.train.seed)  # the same config and seed give the same initial weights
     network = build_model(config.model, schema.inputs, processors, target.out_dim)
     total, trainable = count_parameters(network)
     say(_summary(run_dir, schema, splits, total, trainable))
+    if data.feature_cache:
+        from mumo.feature_cache import cache_columns
+
+        for column, rows in cache_columns(
+            network, processors, splits, config.train.batch_size, progress
+        ).items():
+            say(
+                f"[dim]{column}: frozen backbone features cached ({rows} computed now, the rest reused)[/dim]"
+            )
 
     loaders = {
         name: make_loader(
@@ -321,6 +331,7 @@ def _quiet_lightning() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen backbones
         try:
             yield
         finally:

@@ -6,6 +6,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,24 @@ class LitModel(L.LightningModule):
         self.model, self.task, self.options, self.total_steps = model, task, train, total_steps
         self._val_outputs: list[Tensor] = []
         self._val_targets: list[Tensor] = []
+        self._epoch_started: float | None = None
 
     def forward(self, batch: Batch) -> Tensor:
         return self.model(batch)
+
+    # Wall time of the training part of each epoch (data + steps, without validation): train/epoch_seconds.
+    def on_train_epoch_start(self) -> None:
+        self._epoch_started = time.perf_counter()
+
+    def on_validation_epoch_start(self) -> None:
+        if self._epoch_started is not None and not self.trainer.sanity_checking:
+            self.log("train/epoch_seconds", time.perf_counter() - self._epoch_started)
+            self._epoch_started = None
+
+    def on_train_epoch_end(self) -> None:
+        if self._epoch_started is not None:  # no validation this epoch
+            self.log("train/epoch_seconds", time.perf_counter() - self._epoch_started)
+            self._epoch_started = None
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         assert batch.target is not None
@@ -70,17 +86,25 @@ class LitModel(L.LightningModule):
         self._val_targets.clear()
 
     def configure_optimizers(self) -> Any:
-        decay: list[nn.Parameter] = []
-        no_decay: list[nn.Parameter] = []
+        # A pretrained encoder gives a learning-rate multiple per parameter (lr_scale, layer-wise decay).
+        scales: dict[str, float] = {}
+        for column, encoder in self.model.encoders.items():
+            if hasattr(encoder, "lr_scales"):
+                scales.update({f"encoders.{column}.{k}": v for k, v in encoder.lr_scales().items()})  # type: ignore[operator]
+        groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
         for name, param in self.model.named_parameters():
             if not param.requires_grad:
                 continue
             plain = param.ndim < 2 or name.startswith("absent") or "norm" in name or "embed" in name
-            (no_decay if plain else decay).append(param)
+            groups.setdefault((plain, scales.get(name, 1.0)), []).append(param)
         optimizer = torch.optim.AdamW(
             [
-                {"params": decay, "weight_decay": self.options.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
+                {
+                    "params": params,
+                    "weight_decay": 0.0 if plain else self.options.weight_decay,
+                    "lr": self.options.lr * scale,
+                }
+                for (plain, scale), params in sorted(groups.items(), key=lambda kv: kv[0])
             ],
             lr=self.options.lr,
         )
@@ -196,13 +220,8 @@ class PlainProgress(L.Callback):
         metrics = {
             names.get(k, k): float(v)
             for k, v in trainer.callback_metrics.items()
-            if k == "train/loss_epoch" or (k.startswith("val/") and k != "val/selection")
+            if k in ("train/loss_epoch", "train/epoch_seconds")
+            or (k.startswith("val/") and k != "val/selection")
         }
         shown = "  ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
         print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}", file=sys.stderr, flush=True)
-
-
-def freeze_report(model: nn.Module) -> str:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return f"{total:,} parameters ({trainable:,} trainable)"

@@ -72,10 +72,17 @@ def resolve_schema(data: DataConfig, table: Table, task: str = "auto") -> Schema
     return Schema(inputs=inputs, targets=targets, task=task, notes=notes)
 
 
-def make_processors(schema: Schema, data: DataConfig) -> dict[str, Processor]:
+def make_processors(
+    schema: Schema, data: DataConfig, encoders: dict[str, Any] | None = None
+) -> dict[str, Processor]:
+    """A processor per input column; a pretrained backbone (encoder type hf) brings its own."""
     options = {"text": data.text, "image": data.image, "audio": data.audio}
     processors: dict[str, Processor] = {}
     for column, kind in schema.inputs.items():
+        encoder = (encoders or {}).get(column)
+        if encoder is not None and encoder.type == "hf":
+            processors[column] = PROCESSORS.get(f"{kind}/hf")(column, encoder)  # type: ignore[call-arg]
+            continue
         cls = PROCESSORS.get(kind, key=f"data.columns.{column}")
         processors[column] = cls(column, options[kind]) if kind in options else cls(column)  # type: ignore[call-arg]
     return processors

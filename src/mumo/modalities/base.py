@@ -37,6 +37,11 @@ class Processor:
     def __init__(self, column: str) -> None:
         self.column = column
 
+    @property
+    def key(self) -> str:
+        """Name in the PROCESSORS registry (the kind, or kind/encoder-type for a backbone's own processor)."""
+        return self.kind
+
     def fit(self, cells: list[Any], base_dir: Path) -> None:
         """Learn what is needed from raw train cells; bad cells are ignored here and reported by load()."""
 
@@ -60,11 +65,12 @@ class Processor:
 
     def save(self, folder: Path) -> None:
         """Write to folder/processor.json (folder is preprocess/<column>/)."""
-        write_json(folder / "processor.json", {"kind": self.kind, **self.state()})
+        write_json(folder / "processor.json", {"kind": self.kind, "processor": self.key, **self.state()})
 
     def restore(self, folder: Path) -> None:
         state = json.loads((folder / "processor.json").read_text())
         state.pop("kind", None)
+        state.pop("processor", None)
         self.set_state(state)
 
 
