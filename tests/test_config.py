@@ -124,7 +124,7 @@ def test_invalid_encoder_type_lists_the_choices() -> None:
     raw = {**_minimal(), "model": {"encoders": {"cap": {"type": "rnn"}}}}
     assert _error(raw) == (
         "model.encoders.cap.type: 'rnn' is not a valid type; "
-        "choose one of 'transformer', 'gru', 'cnn', 'mlp', 'embedding'"
+        "choose one of 'transformer', 'gru', 'cnn', 'mlp', 'embedding', 'hf'"
     )
 
 

@@ -207,7 +207,7 @@ def test_resolve_encoders_wrong_kind() -> None:
     with pytest.raises(ConfigError) as info:
         resolve_encoders(config, INPUTS)
     assert str(info.value) == (
-        "model.encoders.caption.type: 'cnn' is not a text encoder; choose one of transformer, gru"
+        "model.encoders.caption.type: 'cnn' is not a text encoder; choose one of transformer, gru, hf"
     )
     with pytest.raises(ConfigError) as info:
         resolve_encoders(ModelConfig(encoders={"price": EmbeddingEncoder()}), INPUTS)

@@ -14,7 +14,8 @@ from PIL import Image
 from pydantic import BaseModel
 
 import mumo.config
-from mumo.config import TextOptions, TransformerEncoder
+from hf_tiny import MAKERS
+from mumo.config import HFEncoder, TextOptions, TransformerEncoder
 from mumo.modalities import ENCODERS, PROCESSORS, EncoderOutput, Processor
 from mumo.modalities.base import dummy_batch
 from mumo.modalities.text import TextProcessor, TextTransformer
@@ -86,13 +87,23 @@ def test_core_encoders_are_registered() -> None:
     assert expected <= set(ENCODERS.names())
 
 
+TINY_BACKBONE = {"text": "bert", "image": "vit", "audio": "wav2vec2"}  # for type hf (tests/hf_tiny.py)
+
+
 @pytest.mark.parametrize("name", ENCODERS.names())
 def test_encoder_forward_and_backward(name: str, tmp_path: Path) -> None:
     kind, type_name = name.split("/")
     torch.manual_seed(0)
-    processor, cells = make_processor(kind, tmp_path)
+    if type_name == "hf":  # a pretrained backbone brings its own processor
+        options: BaseModel = HFEncoder(pretrained=str(MAKERS[TINY_BACKBONE[kind]](tmp_path / "backbone")))
+        cells = make_cells(kind, tmp_path)
+        processor = PROCESSORS.get(f"{kind}/hf")(kind, options)  # type: ignore[call-arg]
+        processor.fit(cells, tmp_path)
+    else:
+        options = default_options(type_name)
+        processor, cells = make_processor(kind, tmp_path)
     inputs = dummy_batch(processor, cells[:3], tmp_path)  # collate(train=True)
-    encoder = ENCODERS.get(name)(default_options(type_name), DIM, processor)  # type: ignore[call-arg]
+    encoder = ENCODERS.get(name)(options, DIM, processor)  # type: ignore[call-arg]
     encoder.train()
     out = encoder(inputs)
     assert isinstance(out, EncoderOutput)

@@ -352,6 +352,16 @@ def tower(model: nn.Module, kind: str) -> nn.Module:
     return model
 
 
+def drop_pooler(backbone: nn.Module) -> None:
+    """Without pooling: pooler, the backbone's pooler head would get no gradient (and trip DDP's unused-
+    parameter check): remove it, or (CLIP's post_layernorm, applied only to the pooled token) fix it."""
+    if isinstance(getattr(backbone, "pooler", None), nn.Module):
+        backbone.pooler = None  # type: ignore[assignment]  # BERT, ViT, ...: forward skips a None pooler
+    post = getattr(backbone, "post_layernorm", None)
+    if isinstance(post, nn.Module) and hasattr(backbone, "pre_layrnorm"):  # CLIP vision: pooled token only
+        post.requires_grad_(False)
+
+
 def hidden_size(config: Any) -> int:
     for name in ("hidden_size", "d_model"):
         if isinstance(getattr(config, name, None), int):
@@ -410,6 +420,8 @@ class HFBackbone(nn.Module):
             # transformers 5 renamed it (activation_checkpointing_enable); 4 has only the old name.
             enable = getattr(backbone, "activation_checkpointing_enable", None)
             (enable or backbone.gradient_checkpointing_enable)()  # type: ignore[operator]
+        if options.pooling != "pooler":
+            drop_pooler(backbone)
         self.frozen = options.freeze or options.lora is not None
         if self.frozen:
             backbone.requires_grad_(False)
