@@ -172,6 +172,11 @@ def _predict_setup(p: argparse.ArgumentParser) -> None:
         "--out", help="write predictions here (.csv, .jsonl or .parquet); default: print JSON lines"
     )
     p.add_argument("--on-error", choices=["fail", "skip", "absent"], default="fail")
+    zero = p.add_argument_group("zero-shot (a contrastive run with a text column)")
+    zero.add_argument("--zero-shot", action="store_true", help="score each item against --labels")
+    zero.add_argument("--labels", help="comma-separated class names, e.g. 'red circle,blue square'")
+    zero.add_argument("--prompt", default="{}", help="text around each label, e.g. 'a picture of a {}'")
+    zero.add_argument("--column", help="the column to classify (default: the text column's partner)")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -179,6 +184,8 @@ def _predict(args: argparse.Namespace) -> int:
     from mumo.data.table import read_table
 
     model = mumo.load(args.run_dir)
+    if args.zero_shot or args.labels:
+        return _zero_shot(model, args)
     if args.input:
         row: dict[str, Any] = {}
         for item in args.input:
@@ -200,6 +207,29 @@ def _predict(args: argparse.Namespace) -> int:
         return 0
     _write_predictions(Path(args.out), results)
     print(f"{len(results)} predictions → {args.out}", file=sys.stderr)
+    return 0
+
+
+def _zero_shot(model: Any, args: argparse.Namespace) -> int:
+    from mumo.data.table import read_table
+
+    if not args.zero_shot or not args.labels:
+        raise MumoError("zero-shot needs both --zero-shot and --labels 'a,b,...'")
+    labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+    if args.input:
+        row = dict(item.partition("=")[::2] for item in args.input)
+        results = model.zero_shot([row], labels, args.prompt, args.column, on_error=args.on_error)
+    else:
+        table = read_table(args.data)
+        results = model.zero_shot(
+            table.frame, labels, args.prompt, args.column, table.base_dir, args.on_error
+        )
+    if args.out:
+        _write_predictions(Path(args.out), results)
+        print(f"{len(results)} zero-shot predictions → {args.out}", file=sys.stderr)
+    else:
+        for result in results:
+            print(json.dumps(result))
     return 0
 
 
@@ -225,6 +255,74 @@ def _write_predictions(path: Path, results: list[dict[str, Any]]) -> None:
         frame.to_csv(tmp, index=False)
     else:
         raise MumoError(f"--out {path}: use a .csv, .jsonl or .parquet file")
+    tmp.replace(path)
+
+
+# ------------------------------------------------------------------------------------ pretrain / embed
+def _pretrain_setup(p: argparse.ArgumentParser) -> None:
+    _train_setup(p)
+    p.add_argument(
+        "--pair", action="append", default=[], metavar="A,B", help="columns to align, e.g. caption,image"
+    )
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    """`mumo train` with task: contrastive."""
+    args.overrides = [*args.overrides, "task.type=contrastive"]
+    if args.pair:
+        pairs = [[c.strip() for c in pair.split(",")] for pair in args.pair]
+        if any(len(pair) != 2 for pair in pairs):
+            raise MumoError("--pair: expected two columns, e.g. --pair caption,image")
+        args.overrides.append(f"task.pairs={json.dumps(pairs)}")
+    return _train(args)
+
+
+def _embed_setup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a finished contrastive run")
+    p.add_argument("--data", required=True, help="manifest of rows to embed")
+    p.add_argument("--column", required=True, help="the column to embed")
+    p.add_argument("--out", required=True, help="output file: .parquet (row, column, vector), .jsonl or .npy")
+    p.add_argument("--on-error", choices=["fail", "skip", "absent"], default="fail")
+
+
+def _embed(args: argparse.Namespace) -> int:
+    import mumo
+    from mumo.data.table import read_table
+
+    model = mumo.load(args.run_dir)
+    table = read_table(args.data)
+    if args.column not in table.columns:
+        raise MumoError(
+            f"--column: {args.column!r} is not in {args.data}; columns: {', '.join(table.columns)}"
+        )
+    vectors = model.embed(table.frame, args.column, table.base_dir, args.on_error)
+    kept = [i for i in range(len(vectors)) if not math.isnan(float(vectors[i, 0]))]
+    _write_vectors(Path(args.out), args.column, [table.row_number(i) for i in kept], vectors[kept])
+    absent = len(vectors) - len(kept)
+    note = f" ({absent} rows without {args.column!r} left out)" if absent else ""
+    print(f"{len(kept)} vectors of {vectors.shape[1]} dims → {args.out}{note}", file=sys.stderr)
+    return 0
+
+
+def _write_vectors(path: Path, column: str, rows: list[int], vectors: Any) -> None:
+    import numpy as np
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".jsonl", ".npy"):
+        raise MumoError(f"--out {path}: use a .parquet, .jsonl or .npy file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{suffix}")
+    if suffix == ".npy":
+        np.save(tmp, np.asarray(vectors, dtype=np.float32))
+    else:
+        frame = pd.DataFrame(
+            {"row": rows, "column": column, "vector": [list(map(float, v)) for v in vectors]}
+        )
+        if suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_json(tmp, orient="records", lines=True)
     tmp.replace(path)
 
 
@@ -301,8 +399,10 @@ def _demo(args: argparse.Namespace) -> int:
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
 COMMANDS: dict[str, Command] = {
     "train": (_train_setup, _train, "train, evaluate and save a model (a run directory)"),
+    "pretrain": (_pretrain_setup, _pretrain, "train with task: contrastive (columns aligned in one space)"),
     "eval": (_eval_setup, _eval, "evaluate a run on its own or another manifest"),
     "predict": (_predict_setup, _predict, "predict with a run, on a manifest or one item"),
+    "embed": (_embed_setup, _embed, "write a contrastive run's embeddings of one column"),
     "compare": (_compare_setup, _compare, "train one model per fusion (and per input) on the same splits"),
     "demo": (_demo_setup, _demo, "the built-in demo: fused vs single-modality models on builtin:shapes"),
 }

@@ -250,15 +250,29 @@ class ModelConfig(Section):
     modality_dropout: float = Field(
         0.0, ge=0, lt=1, description="Chance, per row and input, that training hides the input (absent)."
     )
+    init_from: str | None = Field(
+        None, description="A run whose encoders (and their processors) start this model, matched by column."
+    )
+    freeze: list[str] = Field(
+        default_factory=list, description="Columns whose encoders are not trained (e.g. after init_from)."
+    )
 
 
 # ----------------------------------------------------------------------------------------- task
-TaskType = Literal["auto", "classification", "multilabel", "regression"]
+TaskType = Literal["auto", "classification", "multilabel", "regression", "contrastive"]
 
 
 class TaskConfig(Section):
     type: TaskType = Field("auto", description="What to predict; auto = from the target column's values.")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing for classification.")
+    pairs: list[Annotated[list[str], Field(min_length=2, max_length=2)]] | None = Field(
+        None, description="contrastive: column pairs embedded into one space; null = the two input columns."
+    )
+    loss: Literal["infonce", "sigmoid"] = Field(
+        "infonce", description="contrastive: symmetric InfoNCE (CLIP) or the pairwise sigmoid loss (SigLIP)."
+    )
+    temperature: float = Field(0.07, gt=0, description="contrastive: initial temperature (it is learned).")
+    projection: int | None = Field(None, ge=1, description="contrastive: embedding width; null = model.dim.")
 
 
 # ---------------------------------------------------------------------------------------- train

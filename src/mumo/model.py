@@ -144,15 +144,25 @@ def resolve_encoders(model: ModelConfig, inputs: dict[str, str]) -> ModelConfig:
     return model.model_copy(update={"encoders": {c: encoders[c] for c in inputs}})
 
 
-def build_model(
-    model: ModelConfig, inputs: dict[str, str], processors: dict[str, Processor], out_dim: int
-) -> MultimodalModel:
-    """Config → parts → MultimodalModel. `model` must already be resolved (resolve_encoders)."""
+def build_encoders(
+    model: ModelConfig, inputs: dict[str, str], processors: dict[str, Processor]
+) -> dict[str, nn.Module]:
+    """An encoder per input column, as model.encoders says (resolved: every column listed)."""
     encoders: dict[str, nn.Module] = {}
     for column, kind in inputs.items():
         options = model.encoders[column]
         cls = ENCODERS.get(encoder_key(kind, options.type), key=f"model.encoders.{column}.type")
         encoders[column] = cls(options, model.dim, processors[column])  # type: ignore[call-arg]
+        if column in model.freeze:
+            encoders[column].requires_grad_(False)
+    return encoders
+
+
+def build_model(
+    model: ModelConfig, inputs: dict[str, str], processors: dict[str, Processor], out_dim: int
+) -> MultimodalModel:
+    """Config → parts → MultimodalModel. `model` must already be resolved (resolve_encoders)."""
+    encoders = build_encoders(model, inputs, processors)
     fusion = build_fusion(model.fusion, inputs, model.dim, out_dim)
     # A fusion that produces logits (late) is its own head.
     head = nn.Identity() if fusion.produces_logits else build_head(model.head, fusion.out_dim, out_dim)

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
-from torch import Tensor
+from torch import Tensor, nn
 
 from mumo.config import Config, load_config
 from mumo.data.dataset import make_batch
@@ -22,7 +23,7 @@ from mumo.data.targets import ClassTarget, MultilabelTarget, RegressionTarget, T
 from mumo.errors import MumoError
 from mumo.modalities import PROCESSORS, Processor
 from mumo.modalities.base import write_json
-from mumo.model import MultimodalModel, build_model
+from mumo.model import build_model, module_key
 from mumo.tasks import Task, build_task
 
 WEIGHTS = "model.safetensors"
@@ -65,6 +66,50 @@ def load_preprocess(folder: Path) -> tuple[Schema, dict[str, Processor], TargetP
     return schema, processors, target
 
 
+def build_network(
+    config: Config, schema: Schema, processors: dict[str, Processor], target: TargetProcessor | None
+) -> tuple[nn.Module, Task]:
+    """The network and task a run's config describes (MultimodalModel, or ContrastiveModel)."""
+    if schema.task == "contrastive":
+        from mumo.contrastive import build_contrastive
+
+        return build_contrastive(config.model, config.task, schema.inputs, processors)
+    if target is None:
+        raise MumoError("no target: set data.target (or --target COLUMN)")
+    network = build_model(config.model, schema.inputs, processors, target.out_dim)
+    return network, build_task(config.task, target)
+
+
+def inherit_processors(processors: dict[str, Processor], schema: Schema, run_dir: Path) -> list[str]:
+    """model.init_from: the columns this model shares with the run (same name and kind) take its fitted
+    processors, so their encoders see inputs exactly as they were pretrained. Returns those columns."""
+    if not (run_dir / WEIGHTS).is_file():
+        raise MumoError(f"model.init_from: {run_dir} is not a finished mumo run ({WEIGHTS} is missing)")
+    source, source_processors, _ = load_preprocess(run_dir / "preprocess")
+    shared = [c for c, kind in schema.inputs.items() if source.inputs.get(c) == kind]
+    if not shared:
+        raise MumoError(
+            f"model.init_from: {run_dir} shares no input column with this data "
+            f"(its inputs: {', '.join(source.inputs)}; these: {', '.join(schema.inputs)})"
+        )
+    for column in shared:
+        processors[column] = source_processors[column]
+    return shared
+
+
+def init_from_run(network: nn.Module, run_dir: str | Path) -> str:
+    """Copy the run's encoder weights into the network's encoders of the same columns."""
+    weights = load_file(str(Path(run_dir) / WEIGHTS))
+    loaded = []
+    for key, encoder in network.encoders.items():  # type: ignore[union-attr,operator]
+        prefix = f"encoders.{key}."
+        state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+        if state:
+            encoder.load_state_dict(state)
+            loaded.append(key)
+    return f"model.init_from: encoders of {', '.join(loaded) or 'no column'} loaded from {run_dir}"
+
+
 def save_weights(network: torch.nn.Module, path: Path) -> None:
     """Atomic safetensors export of the model's weights."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -80,13 +125,11 @@ class Model:
     schema: Schema
     processors: dict[str, Processor]
     target: TargetProcessor | None
-    network: MultimodalModel
+    network: nn.Module
+    task: Task
     path: Path | None = None
-    task: Task = field(init=False)
 
     def __post_init__(self) -> None:
-        assert self.target is not None, "a predicting model needs its target processor"
-        self.task = build_task(self.config.task, self.target)
         self.network.eval()
 
     @classmethod
@@ -101,10 +144,9 @@ class Model:
             raise MumoError(f"{run_dir}: not a finished mumo run, {WEIGHTS} is missing{hint}")
         config = load_config(run_dir / "config.yaml")
         schema, processors, target = load_preprocess(run_dir / "preprocess")
-        assert target is not None
-        network = build_model(config.model, schema.inputs, processors, target.out_dim)
+        network, task = build_network(config, schema, processors, target)
         network.load_state_dict(load_file(str(run_dir / WEIGHTS)))
-        return cls(config, schema, processors, target, network, run_dir)
+        return cls(config, schema, processors, target, network, task, run_dir)
 
     @property
     def inputs(self) -> dict[str, str]:
@@ -161,6 +203,101 @@ class Model:
         kept = dict(zip(split.rows, results, strict=True))  # rows dropped by on_error=skip get None
         return [kept.get(i + 1, {"prediction": None, "skipped": True}) for i in range(len(rows))]
 
+    # ------------------------------------------------------------------------------- embeddings
+    @torch.no_grad()
+    def embed_split(self, split: Split, column: str, batch_size: int = 256) -> np.ndarray:
+        """(N, P) L2-normalized embeddings of one column for every row of a prepared split; NaN rows where
+        the cell is absent. Needs a contrastive run."""
+        network = self._embedder(column)
+        chunks = []
+        for start in range(0, len(split), batch_size):
+            items = {column: split.items[column][start : start + batch_size]}
+            batch = make_batch(items, {column: self.processors[column]}, None, None, train=False)
+            chunks.append(network.embed_batch(batch)[column].cpu().numpy())  # type: ignore[operator]
+        width = int(network.projections[module_key(column)].out_features)  # type: ignore[index,union-attr]
+        return np.concatenate(chunks) if chunks else np.zeros((0, width), np.float32)
+
+    def embed(
+        self,
+        rows: list[dict[str, Any]] | pd.DataFrame | list[Any],
+        column: str,
+        base_dir: str | Path | None = None,
+        on_error: str = "fail",
+    ) -> np.ndarray:
+        """Embeddings (N, P) of `column` for rows (dicts, a DataFrame, or bare cells of that column)."""
+        if isinstance(rows, list) and rows and not isinstance(rows[0], dict):
+            rows = [{column: cell} for cell in rows]
+        self._embedder(column)
+        table = self.table(rows, base_dir)
+        split = load_split(table.name, table, {column: self.processors[column]}, None, on_error)
+        return self.embed_split(split, column)
+
+    def _embedder(self, column: str) -> nn.Module:
+        if not hasattr(self.network, "embed_batch"):
+            raise MumoError(
+                f"{self.path}: embeddings need a contrastive run (task: contrastive); this is {self.task.name}"
+            )
+        if column not in self.processors:
+            raise MumoError(
+                f"--column: {column!r} is not embedded by this run; columns: {', '.join(self.processors)}"
+            )
+        return self.network
+
+    def zero_shot(
+        self,
+        rows: list[dict[str, Any]] | pd.DataFrame,
+        labels: list[str],
+        prompt: str = "{}",
+        column: str | None = None,
+        base_dir: str | Path | None = None,
+        on_error: str = "fail",
+    ) -> list[dict[str, Any]]:
+        """Classify each row's `column` by its similarity to the text prompts made from `labels`
+        (CLIP-style zero-shot). The prompts go through the text column paired with `column`."""
+        item_column, text_column = self._zero_shot_columns(column)
+        if not labels:
+            raise MumoError("--labels: give at least one label, e.g. --labels 'red circle,blue square'")
+        if "{}" not in prompt:
+            raise MumoError(
+                f"--prompt {prompt!r}: needs {{}} where the label goes, e.g. 'a picture of a {{}}'"
+            )
+        prompts = self.embed([prompt.format(label) for label in labels], text_column)
+        items = self.embed(rows, item_column, base_dir, on_error)
+        scale = float(self.network.scale.detach()) if hasattr(self.network, "scale") else 100.0  # type: ignore[operator]
+        results: list[dict[str, Any]] = []
+        for vector in items:
+            if np.isnan(vector).any():
+                results.append({"prediction": None, "absent": item_column})
+                continue
+            logits = scale * (prompts @ vector)
+            probs = np.exp(logits - logits.max())
+            probs /= probs.sum()
+            results.append(
+                {
+                    "prediction": labels[int(np.argmax(probs))],
+                    "probabilities": {label: float(p) for label, p in zip(labels, probs, strict=True)},
+                }
+            )
+        return results
+
+    def _zero_shot_columns(self, column: str | None) -> tuple[str, str]:
+        self._embedder(next(iter(self.processors)))
+        for left, right in self.task.pairs:  # type: ignore[attr-defined]
+            for item, text in ((left, right), (right, left)):
+                if self.schema.inputs[text] == "text" and column in (None, item):
+                    return item, text
+        raise MumoError(
+            f"--zero-shot: needs a pair of a text column with {column or 'another column'}; "
+            f"this run's pairs: {self.task.pairs}"  # type: ignore[attr-defined]
+        )
+
+    def retrieval(self, split: Split) -> dict[str, float]:
+        """Retrieval metrics of every trained pair on a prepared split (rows that have both columns)."""
+        from mumo.contrastive import pair_retrieval_metrics
+
+        embeddings = {c: self.embed_split(split, c) for c in self.processors}
+        return pair_retrieval_metrics(embeddings, self.task.pairs)  # type: ignore[attr-defined]
+
     def contribution(self, split: Split) -> dict[str, Any]:
         """The main metric with all inputs, with each input absent, and with only that input present."""
         assert self.target is not None
@@ -194,7 +331,10 @@ class Model:
         return {"prediction": dict(zip(self.target.columns, values, strict=True))}
 
     def evaluate(self, table: Table, on_error: str = "fail") -> tuple[dict[str, float], Split, Tensor]:
-        """Metrics on a manifest that has the target column(s)."""
+        """Metrics on a manifest that has the target column(s) (a contrastive run: its paired columns)."""
+        if self.task.name == "contrastive":
+            split = self.prepare(table, on_error)
+            return self.retrieval(split), split, torch.zeros(0)
         split = self.prepare(table, on_error, with_target=True)
         if not len(split):
             raise MumoError(f"{table.name}: no rows left to evaluate")

@@ -9,6 +9,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,22 @@ from mumo.data.prepare import (
     split_off,
     summarize_issues,
 )
-from mumo.data.table import read_table
+from mumo.data.table import Table, read_table
 from mumo.errors import MumoError
 from mumo.modalities.base import count_parameters, write_json, write_text
-from mumo.model import build_model, resolve_encoders
-from mumo.run import WEIGHTS, Model, Run, load_preprocess, save_preprocess, save_weights
-from mumo.tasks import build_task
+from mumo.model import resolve_encoders
+from mumo.run import (
+    WEIGHTS,
+    Model,
+    Run,
+    build_network,
+    inherit_processors,
+    init_from_run,
+    load_preprocess,
+    save_preprocess,
+    save_weights,
+)
+from mumo.tasks import uses_gradcache
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -69,18 +80,25 @@ def train(
         config = load_config(run_dir / "config.yaml")
     else:
         schema = resolve_schema(data, tables["train"], config.task.type)
+        if schema.task == "contrastive":
+            from mumo.contrastive import contrastive_schema
+
+            schema = contrastive_schema(schema, config)
         config = _resolved(config, schema)  # checks encoders against column kinds before any decoding
         processors = make_processors(schema, data, config.model.encoders)
         target = make_target_processor(schema)
+    inherited: list[str] = []  # columns whose processor (and encoder) come from model.init_from
+    if config.model.init_from and not resume:
+        inherited = inherit_processors(processors, schema, Path(config.model.init_from))
     if "val" not in tables:
         labels = tables["train"].values(schema.targets[0]) if schema.task == "classification" else None
         tables["train"], tables["val"] = split_off(
             tables["train"], data.val_fraction, config.train.seed, labels
         )
-    if target is None:
+    if target is None and schema.task != "contrastive":
         raise MumoError("no target: set data.target (or --target COLUMN)")
     if not resume:
-        fit_processors(processors, target, tables["train"])
+        fit_processors(processors, target, tables["train"], keep=inherited)
 
     progress = None if quiet or not config.train.progress or not console.is_terminal else _progress
     splits: dict[str, Split] = {}
@@ -93,13 +111,14 @@ def train(
     for note in schema.notes:
         say(f"[dim]{note}[/dim]")
     if not resume:
-        finish_processors(processors, splits["train"])
+        finish_processors(processors, splits["train"], keep=inherited)
         save_preprocess(run_dir / "preprocess", schema, processors, target)
         write_text(run_dir / "config.yaml", dump_config(config))
 
-    task = build_task(config.task, target)
     torch.manual_seed(config.train.seed)  # the same config and seed give the same initial weights
-    network = build_model(config.model, schema.inputs, processors, target.out_dim)
+    network, task = build_network(config, schema, processors, target)
+    if config.model.init_from and not resume:
+        say(f"[dim]{init_from_run(network, config.model.init_from)}[/dim]")
     total, trainable = count_parameters(network)
     say(_summary(run_dir, schema, splits, total, trainable))
     if data.feature_cache:
@@ -117,7 +136,9 @@ def train(
             split,
             processors,
             target,
-            batch_size=config.train.batch_size,
+            # GradCache: the loss sees batch_size * accumulate rows; autograd holds batch_size at a time.
+            batch_size=config.train.batch_size
+            * (config.train.accumulate if uses_gradcache(task.name, config.train) else 1),
             train=name == "train",
             num_workers=data.num_workers,
             seed=config.train.seed,
@@ -126,8 +147,10 @@ def train(
     }
     _fit(config, run_dir, network, task, loaders, resume, quiet)
 
-    model = Model(config, schema, processors, target, network, run_dir)
-    metrics = write_evaluation(model, run_dir, {k: v for k, v in splits.items() if k != "train"}, quiet)
+    model = Model(config, schema, processors, target, network, task, run_dir)
+    metrics = write_evaluation(
+        model, run_dir, {k: v for k, v in splits.items() if k != "train"}, quiet, tables
+    )
     say(
         f"[green]done[/green] in {time.time() - started:.0f}s → {run_dir}  (report: {run_dir / 'report.html'})"
     )
@@ -151,7 +174,10 @@ def _fit(
     from mumo.training import LitModel, build_trainer, load_weights
 
     L.seed_everything(config.train.seed, workers=True, verbose=False)
-    steps_per_epoch = math.ceil(len(loaders["train"]) / config.train.accumulate)
+    manual = uses_gradcache(task.name, config.train)  # one optimizer step per (big) batch
+    steps_per_epoch = (
+        len(loaders["train"]) if manual else math.ceil(len(loaders["train"]) / config.train.accumulate)
+    )
     lit = LitModel(network, task, config.train, total_steps=steps_per_epoch * config.train.epochs)  # type: ignore[arg-type]
     monitor, mode = "val/selection", task.main_metric[1]
     if config.train.monitor:
@@ -162,7 +188,7 @@ def _fit(
     last = run_dir / "checkpoints" / "last.ckpt"
     with _quiet_lightning():
         options = config.train.model_copy(update={"progress": False}) if quiet else config.train
-        trainer, checkpoint = build_trainer(run_dir, options, monitor, mode, len(loaders["train"]))
+        trainer, checkpoint = build_trainer(run_dir, options, monitor, mode, len(loaders["train"]), task.name)
         trainer.fit(lit, loaders["train"], loaders["val"], ckpt_path=str(last) if resume else None)
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
     if trainer.global_rank == 0:
@@ -172,11 +198,17 @@ def _fit(
 
 
 def write_evaluation(
-    model: Model, run_dir: Path, splits: dict[str, Split], quiet: bool = False
+    model: Model,
+    run_dir: Path,
+    splits: dict[str, Split],
+    quiet: bool = False,
+    tables: dict[str, Table] | None = None,
 ) -> dict[str, dict[str, float]]:
     """metrics.json ({"val": ..., "test": ...}) and report.html from the final model."""
     from mumo.report import write_report
 
+    if model.task.name == "contrastive":
+        return write_retrieval_evaluation(model, run_dir, splits, tables or {}, quiet)
     assert model.target is not None
     metrics: dict[str, dict[str, float]] = {}
     shown: tuple[str, Split, torch.Tensor] | None = None
@@ -220,6 +252,92 @@ def write_evaluation(
     if not quiet:
         _print_metrics(metrics)
     return metrics
+
+
+def write_retrieval_evaluation(
+    model: Model, run_dir: Path, splits: dict[str, Split], tables: dict[str, Table], quiet: bool
+) -> dict[str, dict[str, float]]:
+    """A contrastive run: retrieval metrics per split, and example queries with their top results."""
+    from mumo.report import write_report
+
+    metrics = {name: model.retrieval(split) for name, split in splits.items()}
+    write_json(run_dir / "metrics.json", _json_safe(metrics))
+    sections = []
+    if splits:
+        name, split = list(splits.items())[-1]
+        table = tables.get(name)
+        if table is not None:
+            sections.append(("Example queries", retrieval_examples_html(model, split, table)))
+    history_file = run_dir / "logs" / "csv" / "metrics.csv"
+    write_report(
+        run_dir / "report.html",
+        title=f"mumo run: {model.config.name}",
+        task="contrastive",
+        metrics=metrics,
+        history=pd.read_csv(history_file) if history_file.is_file() else None,
+        config_yaml=dump_config(model.config),
+        extra_sections=sections,
+    )
+    if not quiet:
+        _print_metrics(metrics)
+    return metrics
+
+
+def retrieval_examples_html(model: Model, split: Split, table: Table, queries: int = 5, top: int = 5) -> str:
+    """For the first pair: a few queries from the left column and the top right-column results (the
+    correct one outlined); images are shown as thumbnails, text as text, audio as its file name."""
+    import numpy as np
+
+    left, right = model.task.pairs[0]  # type: ignore[attr-defined]
+    a, b = model.embed_split(split, left), model.embed_split(split, right)
+    keep = ~np.isnan(a).any(1) & ~np.isnan(b).any(1)
+    index = np.flatnonzero(keep)
+    if not len(index):
+        return "<p>No rows with both columns.</p>"
+    similarity = a[index] @ b[index].T
+    numbers = {table.row_number(i): i for i in range(len(table))}
+    cells = {c: table.values(c) for c in (left, right)}
+
+    def cell(column: str, position: int) -> str:
+        value = cells[column][numbers[split.rows[position]]]
+        return _cell_html(value, model.schema.inputs[column], table.base_dir)
+
+    rows = []
+    for q in range(min(queries, len(index))):
+        best = np.argsort(-similarity[q])[:top]
+        results = "".join(
+            f"<td style='{'outline:3px solid #2a7' if j == q else ''}'>{cell(right, int(index[j]))}"
+            f"<br><small>{similarity[q, j]:.3f}</small></td>"
+            for j in best
+        )
+        rows.append(f"<tr><td><b>{cell(left, int(index[q]))}</b></td>{results}</tr>")
+    return (
+        f"<p>Queries from <b>{escape(left)}</b>, top {top} of {len(index)} <b>{escape(right)}</b> cells by "
+        "cosine similarity; the correct one is outlined.</p><table>" + "".join(rows) + "</table>"
+    )
+
+
+def _cell_html(value: Any, kind: str, base_dir: Path) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    if value is None:
+        return "<i>absent</i>"
+    if kind == "image":
+        try:
+            path = Path(str(value))
+            with Image.open(path if path.is_absolute() else base_dir / path) as source:
+                image = source.convert("RGB")
+            image.thumbnail((64, 64))
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            data = base64.b64encode(buffer.getvalue()).decode()
+            return f"<img alt='{escape(str(value))}' src='data:image/png;base64,{data}'>"
+        except OSError:
+            return escape(str(value))
+    return escape(str(value))
 
 
 def contribution_html(contribution: dict[str, Any]) -> str:
@@ -274,6 +392,10 @@ def _resolved(config: Config, schema: Schema) -> Config:
         }
     )
     task = config.task.model_copy(update={"type": schema.task})
+    if schema.task == "contrastive":
+        from mumo.contrastive import resolve_pairs
+
+        task = task.model_copy(update={"pairs": [list(p) for p in resolve_pairs(task, list(schema.inputs))]})
     model = resolve_encoders(config.model, schema.inputs)
     return config.model_copy(update={"data": data, "task": task, "model": model})
 
@@ -315,8 +437,9 @@ def _run_dir(config: Config, out: str | Path | None, resume: bool, overwrite: bo
 def _summary(run_dir: Path, schema: Schema, splits: dict[str, Split], total: int, trainable: int) -> str:
     inputs = ", ".join(f"{c} ({k})" for c, k in schema.inputs.items())
     sizes = ", ".join(f"{n} {len(s)}" for n, s in splits.items())
+    what = f"of {', '.join(schema.targets)} from {inputs}" if schema.targets else f"over {inputs}"
     return (
-        f"[bold]mumo[/bold] {schema.task} of {', '.join(schema.targets)} from {inputs}\n"
+        f"[bold]mumo[/bold] {schema.task} {what}\n"
         f"rows: {sizes}   model: {total:,} parameters ({trainable:,} trainable)   run: {run_dir}"
     )
 

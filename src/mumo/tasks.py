@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from mumo.config import TaskConfig
+from mumo.data.dataset import Batch
 from mumo.data.targets import ClassTarget, RegressionTarget, TargetProcessor
 from mumo.metrics import MAIN_METRIC, classification_metrics, multilabel_metrics, regression_metrics
 from mumo.registry import Registry
@@ -36,6 +39,16 @@ class Task:
 
     def outputs(self, logits: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def training_loss(self, model: nn.Module, batch: Batch) -> Tensor:
+        assert batch.target is not None
+        return self.loss(model(batch), batch.target)
+
+    def eval_step(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """(loss, outputs, targets) of a validation batch; metrics() gets the outputs and targets."""
+        assert batch.target is not None
+        logits = model(batch)
+        return self.loss(logits, batch.target), self.outputs(logits), batch.target
 
     def metrics(self, target: Tensor, outputs: Tensor) -> dict[str, float]:
         raise NotImplementedError
@@ -91,6 +104,11 @@ class Regression(Task):
         assert isinstance(self.target, RegressionTarget)
         true = self.target.decode(target.float().cpu())
         return regression_metrics(np.asarray(true), np.asarray(outputs.cpu()))
+
+
+def uses_gradcache(task: str, train: Any) -> bool:
+    """Contrastive training with train.accumulate > 1 accumulates GradCache-style (see contrastive.py)."""
+    return task == "contrastive" and train.accumulate > 1
 
 
 def build_task(options: TaskConfig, target: TargetProcessor) -> Task:

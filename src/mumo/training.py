@@ -21,16 +21,18 @@ from torch import Tensor, nn
 
 from mumo.config import TrainConfig
 from mumo.data.dataset import Batch
-from mumo.model import MultimodalModel
-from mumo.tasks import Task
+from mumo.tasks import Task, uses_gradcache
 
 
 class LitModel(L.LightningModule):
     """Trains a MultimodalModel on a Task; logs train/loss, val/loss and val/<metric>."""
 
-    def __init__(self, model: MultimodalModel, task: Task, train: TrainConfig, total_steps: int) -> None:
+    def __init__(self, model: nn.Module, task: Task, train: TrainConfig, total_steps: int) -> None:
         super().__init__()
         self.model, self.task, self.options, self.total_steps = model, task, train, total_steps
+        # Contrastive with accumulation: one big-batch loss via GradCache, so the optimizer is stepped here.
+        self.gradcache = uses_gradcache(task.name, train)
+        self.automatic_optimization = not self.gradcache
         self._val_outputs: list[Tensor] = []
         self._val_targets: list[Tensor] = []
         self._epoch_started: float | None = None
@@ -53,17 +55,34 @@ class LitModel(L.LightningModule):
             self._epoch_started = None
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        assert batch.target is not None
-        loss = self.task.loss(self.model(batch), batch.target)
+        if self.gradcache:
+            loss = self._gradcache_step(batch)
+        else:
+            loss = self.task.training_loss(self.model, batch)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch))
         return loss
 
+    def _gradcache_step(self, batch: Batch) -> Tensor:
+        """Contrastive loss over batch_size * accumulate rows, backpropagated batch_size rows at a time."""
+        from mumo.contrastive import gradcache_loss
+
+        optimizer: Any = self.optimizers()
+        schedule: Any = self.lr_schedulers()
+        optimizer.zero_grad()
+        loss = gradcache_loss(self.model, batch, self.options.batch_size, self.manual_backward)  # type: ignore[arg-type]
+        if self.options.grad_clip:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.options.grad_clip, gradient_clip_algorithm="norm"
+            )
+        optimizer.step()
+        schedule.step()
+        return loss
+
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        assert batch.target is not None
-        logits = self.model(batch)
-        self.log("val/loss", self.task.loss(logits, batch.target), on_epoch=True, batch_size=len(batch))
-        self._val_outputs.append(self.task.outputs(logits).detach().cpu())
-        self._val_targets.append(batch.target.detach().cpu())
+        loss, outputs, targets = self.task.eval_step(self.model, batch)
+        self.log("val/loss", loss, on_epoch=True, batch_size=len(batch))
+        self._val_outputs.append(outputs.detach().cpu())
+        self._val_targets.append(targets.detach().cpu())
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs:
@@ -88,7 +107,7 @@ class LitModel(L.LightningModule):
     def configure_optimizers(self) -> Any:
         # A pretrained encoder gives a learning-rate multiple per parameter (lr_scale, layer-wise decay).
         scales: dict[str, float] = {}
-        for column, encoder in self.model.encoders.items():
+        for column, encoder in self.model.encoders.items():  # type: ignore[union-attr,operator]
             if hasattr(encoder, "lr_scales"):
                 scales.update({f"encoders.{column}.{k}": v for k, v in encoder.lr_scales().items()})  # type: ignore[operator]
         groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
@@ -165,8 +184,9 @@ def load_weights(path: Path, prefix: str = "model.") -> dict[str, Tensor]:
 
 
 def build_trainer(
-    run_dir: Path, train: TrainConfig, monitor: str, mode: str, steps_per_epoch: int = 10
+    run_dir: Path, train: TrainConfig, monitor: str, mode: str, steps_per_epoch: int = 10, task: str = ""
 ) -> tuple[L.Trainer, ModelCheckpoint]:
+    manual = uses_gradcache(task, train)  # LitModel steps the optimizer and clips itself
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
@@ -198,8 +218,8 @@ def build_trainer(
         strategy=train.strategy,
         num_nodes=train.num_nodes,
         precision=train.precision,
-        gradient_clip_val=train.grad_clip or None,
-        accumulate_grad_batches=train.accumulate,
+        gradient_clip_val=None if manual else train.grad_clip or None,
+        accumulate_grad_batches=1 if manual else train.accumulate,
         callbacks=callbacks,
         logger=loggers,
         plugins=[SafeCheckpointIO()],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,18 +217,25 @@ def _decode_column(
     return out
 
 
-def fit_processors(processors: dict[str, Processor], target: TargetProcessor | None, table: Table) -> None:
-    """Fit every processor on the train table's raw cells (before decoding)."""
+def fit_processors(
+    processors: dict[str, Processor], target: TargetProcessor | None, table: Table, keep: Collection[str] = ()
+) -> None:
+    """Fit every processor on the train table's raw cells (before decoding); those in `keep` are already
+    fitted (taken from another run) and stay as they are."""
     for column, processor in processors.items():
+        if column in keep:
+            continue
         cells = [c for c in table.values(column) if c is not None]
         processor.fit(cells, table.base_dir)
     if target is not None:
         target.fit(table.frame[target.columns].values.tolist())
 
 
-def finish_processors(processors: dict[str, Processor], split: Split) -> None:
+def finish_processors(processors: dict[str, Processor], split: Split, keep: Collection[str] = ()) -> None:
     """Statistics that need decoded train items (image/audio normalization)."""
     for column, processor in processors.items():
+        if column in keep:
+            continue
         processor.finish([item for item in split.items[column] if item is not None])
 
 
