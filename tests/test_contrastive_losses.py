@@ -427,12 +427,7 @@ def test_fewer_than_two_pairs_gives_zero_loss(processors: dict[str, Any], loss: 
         assert_parity((cached_loss, cached_grads), (loss_value, grads))
 
 
-# --------------------------------------------------------------------------- known failures (bugs)
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="bug: embed_batch calls the encoder on zero rows; TextTransformer cannot take an empty batch",
-)
+# ------------------------------------------------------------------- batches and chunks without an input
 def test_batch_without_any_text_gives_zero_loss(processors: dict[str, Any]) -> None:
     """No row has the text column: fewer than two pairs, so the loss should be a zero, as above."""
     model = build_model(processors, "infonce").eval()
@@ -442,11 +437,6 @@ def test_batch_without_any_text_gives_zero_loss(processors: dict[str, Any]) -> N
     assert loss.item() == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="bug: a GradCache chunk without any text row calls TextTransformer on zero rows",
-)
 def test_gradcache_with_a_chunk_without_text(processors: dict[str, Any]) -> None:
     """The big batch works (test_gradcache_with_absent_cells has the same layout for the number)."""
     batch = build_batch(processors, text_absent={8, 9, 10, 11})
@@ -455,11 +445,6 @@ def test_gradcache_with_a_chunk_without_text(processors: dict[str, Any]) -> None
     assert_parity(gradcache(model, batch, 4), want)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="bug: a GradCache chunk where no row has any column backpropagates a surrogate without a graph",
-)
 def test_gradcache_with_an_empty_chunk(processors: dict[str, Any]) -> None:
     """Two numeric columns (whose encoder takes zero rows fine), rows 8-11 lack both: the last chunk of 4
     has nothing to embed, its surrogate is a constant and backward() raises."""

@@ -83,9 +83,13 @@ class ContrastiveModel(nn.Module):
         for column in [c for c in self.columns if c in batch.presence]:
             present = batch.presence[column]
             rows = present.nonzero().squeeze(1)
+            width = self.projections[module_key(column)].out_features
+            full = torch.full((len(present), width), float("nan"), device=present.device)
+            if not len(rows):  # no row has this column: nothing to encode
+                out[column] = full
+                continue
             emb = self.embed(column, {k: v[rows] for k, v in batch.inputs[column].items()})
-            full = torch.full((len(present), emb.shape[1]), float("nan"), device=emb.device, dtype=emb.dtype)
-            out[column] = full.index_copy(0, rows, emb) if len(rows) else full
+            out[column] = full.to(emb.dtype).index_copy(0, rows, emb)
         return out
 
     def pair_loss(self, embeddings: dict[str, Tensor], presence: dict[str, Tensor]) -> Tensor:
@@ -124,7 +128,7 @@ def gradcache_loss(
     states, pieces = [], []
     with torch.no_grad():
         for start in starts:
-            states.append(torch.get_rng_state())
+            states.append(_rng_state())
             pieces.append(model.embed_batch(_rows(batch, start, start + chunk)))
     cached = {c: torch.cat([p[c] for p in pieces]).requires_grad_(True) for c in model.columns}
     loss = model.pair_loss(cached, batch.presence)
@@ -132,17 +136,29 @@ def gradcache_loss(
     grads = {
         c: torch.nan_to_num(e.grad) if e.grad is not None else torch.zeros_like(e) for c, e in cached.items()
     }
-    rng = torch.get_rng_state()
+    rng = _rng_state()
     for start, state in zip(starts, states, strict=True):
-        torch.set_rng_state(state)
+        _set_rng_state(state)
         part = _rows(batch, start, start + chunk)
         embeddings = model.embed_batch(part)
         surrogate = sum(
             (torch.nan_to_num(embeddings[c]) * grads[c][start : start + chunk]).sum() for c in model.columns
         )
-        backward(surrogate)  # type: ignore[arg-type]
-    torch.set_rng_state(rng)
+        if isinstance(surrogate, Tensor) and surrogate.requires_grad:  # a chunk with no input at all: nothing
+            backward(surrogate)
+    _set_rng_state(rng)
     return loss.detach()
+
+
+def _rng_state() -> tuple[Tensor, list[Tensor]]:
+    """CPU and (when present) every CUDA generator's state: dropout in the re-forward must repeat."""
+    return torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+
+
+def _set_rng_state(state: tuple[Tensor, list[Tensor]]) -> None:
+    torch.set_rng_state(state[0])
+    if state[1]:
+        torch.cuda.set_rng_state_all(state[1])
 
 
 def _rows(batch: Batch, start: int, stop: int) -> Batch:
