@@ -83,7 +83,7 @@ class ContrastiveModel(nn.Module):
         for column in [c for c in self.columns if c in batch.presence]:
             present = batch.presence[column]
             rows = present.nonzero().squeeze(1)
-            width = self.projections[module_key(column)].out_features
+            width = int(self.projections[module_key(column)].out_features)  # type: ignore[arg-type]
             full = torch.full((len(present), width), float("nan"), device=present.device)
             if not len(rows):  # no row has this column: nothing to encode
                 out[column] = full
