@@ -212,3 +212,24 @@ def test_sigmoid_loss_and_gradcache_train(shapes_dir: Path, tmp_path: Path) -> N
     assert 0 <= run.metrics["test"]["caption_to_image/recall@10"] <= 1
     weights = load_file(str(run.path / "model.safetensors"))
     assert "bias" in weights and float(weights["bias"]) != -10.0  # the SigLIP bias is learned
+
+
+def test_matching_learns_from_positive_pairs_only(shapes_dir: Path, tmp_path: Path) -> None:
+    raw = _pretrain_config(shapes_dir)
+    raw["task"] = {"type": "matching", "pairs": [["caption", "image"]]}
+    raw["train"] = {"epochs": 10, "batch_size": 32, "lr": 3e-3, "progress": False}
+    run = mumo.train(raw, out=tmp_path / "match", quiet=True)
+    metrics = json.loads((run.path / "metrics.json").read_text())["test"]
+    assert {"itm_accuracy", "itm_auroc", "itm_auroc_hardest", "caption_to_image/recall@1"} <= set(metrics)
+    model = mumo.load(run.path)
+    test = pd.read_csv(shapes_dir / "test.csv")[["caption", "image"]]
+    true = model.predict(test, base_dir=shapes_dir)
+    shuffled = test.assign(image=np.roll(test["image"].to_numpy(), 7))
+    false = model.predict(shuffled, base_dir=shapes_dir)
+    p = np.array([r["match_probability"] for r in true])
+    q = np.array([r["match_probability"] for r in false])
+    assert all(r["prediction"] == (r["match_probability"] >= 0.5) for r in true)
+    # True pairs score above mismatched ones: AUROC over 20 + 20 unseen pairs.
+    auroc = (p[:, None] > q[None, :]).mean() + 0.5 * (p[:, None] == q[None, :]).mean()
+    assert auroc > 0.8, (auroc, p.mean(), q.mean())
+    assert model.predict([{"caption": "a red circle"}]) == [{"prediction": None, "match_probability": None}]

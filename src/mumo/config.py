@@ -259,14 +259,14 @@ class ModelConfig(Section):
 
 
 # ----------------------------------------------------------------------------------------- task
-TaskType = Literal["auto", "classification", "multilabel", "regression", "contrastive"]
+TaskType = Literal["auto", "classification", "multilabel", "regression", "contrastive", "matching"]
 
 
 class TaskConfig(Section):
     type: TaskType = Field("auto", description="What to predict; auto = from the target column's values.")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing for classification.")
     pairs: list[Annotated[list[str], Field(min_length=2, max_length=2)]] | None = Field(
-        None, description="contrastive: column pairs embedded into one space; null = the two input columns."
+        None, description="contrastive/matching: column pairs to align; null = the two input columns."
     )
     loss: Literal["infonce", "sigmoid"] = Field(
         "infonce", description="contrastive: symmetric InfoNCE (CLIP) or the pairwise sigmoid loss (SigLIP)."

@@ -66,6 +66,9 @@ def load_preprocess(folder: Path) -> tuple[Schema, dict[str, Processor], TargetP
     return schema, processors, target
 
 
+PAIR_TASKS = ("contrastive", "matching")  # no target: the data are pairs of columns
+
+
 def build_network(
     config: Config, schema: Schema, processors: dict[str, Processor], target: TargetProcessor | None
 ) -> tuple[nn.Module, Task]:
@@ -74,6 +77,10 @@ def build_network(
         from mumo.contrastive import build_contrastive
 
         return build_contrastive(config.model, config.task, schema.inputs, processors)
+    if schema.task == "matching":
+        from mumo.matching import build_matching
+
+        return build_matching(config.model, config.task, schema.inputs, processors)
     if target is None:
         raise MumoError("no target: set data.target (or --target COLUMN)")
     network = build_model(config.model, schema.inputs, processors, target.out_dim)
@@ -179,7 +186,7 @@ class Model:
                 for c, values in split.items.items()
             }
             batch = make_batch(items, self.processors, None, None, train=False)
-            chunks.append(self.task.outputs(self.network(batch)))
+            chunks.append(self.task.outputs(self.task.predict_logits(self.network, batch)))
         if not chunks:
             return torch.zeros(0, self.task.out_dim)
         return torch.cat(chunks)
@@ -292,8 +299,14 @@ class Model:
         )
 
     def retrieval(self, split: Split) -> dict[str, float]:
-        """Retrieval metrics of every trained pair on a prepared split (rows that have both columns)."""
+        """Retrieval metrics of every trained pair on a prepared split (rows that have both columns); a
+        matching run adds its match accuracy and AUROC against the hardest negatives."""
         from mumo.contrastive import pair_retrieval_metrics
+
+        if self.task.name == "matching":
+            from mumo.matching import split_metrics
+
+            return split_metrics(self, split)
 
         embeddings = {c: self.embed_split(split, c) for c in self.processors}
         return pair_retrieval_metrics(embeddings, self.task.pairs)  # type: ignore[attr-defined]
@@ -319,6 +332,10 @@ class Model:
 
     def describe(self, output: Tensor) -> dict[str, Any]:
         values = [float(v) for v in output]
+        if self.task.name == "matching":
+            if math.isnan(values[0]):
+                return {"prediction": None, "match_probability": None}
+            return {"prediction": values[0] >= 0.5, "match_probability": values[0]}
         if isinstance(self.target, ClassTarget):
             probs = dict(zip(self.target.classes, values, strict=True))
             return {"prediction": max(probs, key=probs.__getitem__), "probabilities": probs}
@@ -332,7 +349,7 @@ class Model:
 
     def evaluate(self, table: Table, on_error: str = "fail") -> tuple[dict[str, float], Split, Tensor]:
         """Metrics on a manifest that has the target column(s) (a contrastive run: its paired columns)."""
-        if self.task.name == "contrastive":
+        if self.task.name in PAIR_TASKS:
             split = self.prepare(table, on_error)
             return self.retrieval(split), split, torch.zeros(0)
         split = self.prepare(table, on_error, with_target=True)

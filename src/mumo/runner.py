@@ -38,6 +38,7 @@ from mumo.errors import MumoError
 from mumo.modalities.base import count_parameters, write_json, write_text
 from mumo.model import resolve_encoders
 from mumo.run import (
+    PAIR_TASKS,
     WEIGHTS,
     Model,
     Run,
@@ -80,7 +81,7 @@ def train(
         config = load_config(run_dir / "config.yaml")
     else:
         schema = resolve_schema(data, tables["train"], config.task.type)
-        if schema.task == "contrastive":
+        if schema.task in PAIR_TASKS:
             from mumo.contrastive import contrastive_schema
 
             schema = contrastive_schema(schema, config)
@@ -95,7 +96,7 @@ def train(
         tables["train"], tables["val"] = split_off(
             tables["train"], data.val_fraction, config.train.seed, labels
         )
-    if target is None and schema.task != "contrastive":
+    if target is None and schema.task not in PAIR_TASKS:
         raise MumoError("no target: set data.target (or --target COLUMN)")
     if not resume:
         fit_processors(processors, target, tables["train"], keep=inherited)
@@ -207,7 +208,7 @@ def write_evaluation(
     """metrics.json ({"val": ..., "test": ...}) and report.html from the final model."""
     from mumo.report import write_report
 
-    if model.task.name == "contrastive":
+    if model.task.name in PAIR_TASKS:
         return write_retrieval_evaluation(model, run_dir, splits, tables or {}, quiet)
     assert model.target is not None
     metrics: dict[str, dict[str, float]] = {}
@@ -272,7 +273,7 @@ def write_retrieval_evaluation(
     write_report(
         run_dir / "report.html",
         title=f"mumo run: {model.config.name}",
-        task="contrastive",
+        task=model.task.name,
         metrics=metrics,
         history=pd.read_csv(history_file) if history_file.is_file() else None,
         config_yaml=dump_config(model.config),
@@ -392,7 +393,7 @@ def _resolved(config: Config, schema: Schema) -> Config:
         }
     )
     task = config.task.model_copy(update={"type": schema.task})
-    if schema.task == "contrastive":
+    if schema.task in PAIR_TASKS:
         from mumo.contrastive import resolve_pairs
 
         task = task.model_copy(update={"pairs": [list(p) for p in resolve_pairs(task, list(schema.inputs))]})

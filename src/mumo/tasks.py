@@ -44,6 +44,10 @@ class Task:
         assert batch.target is not None
         return self.loss(model(batch), batch.target)
 
+    def predict_logits(self, model: nn.Module, batch: Batch) -> Tensor:
+        """What outputs() turns into predictions (a matching model scores each row's own pair)."""
+        return model.match_logits(batch) if hasattr(model, "match_logits") else model(batch)  # type: ignore[operator]
+
     def eval_step(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         """(loss, outputs, targets) of a validation batch; metrics() gets the outputs and targets."""
         assert batch.target is not None

@@ -1,0 +1,235 @@
+"""Image-text matching (`task: matching`): is (a, b) a true pair? Trained from positive pairs only.
+
+As in ALBEF / BLIP: the two columns are also aligned contrastively (ITC, in-batch InfoNCE), and those
+similarities pick hard negatives in the batch: for every a_i a b_j (j != i) drawn with probability
+softmax(similarity) — the closest wrong partners most often — and likewise for every b_i an a_k. A
+fusion of the two columns' encoder outputs and a small head score each pair (ITM, binary
+cross-entropy over the positives and the mined negatives), with the pair's ITC cosine added to the logit.
+Validation scores true pairs against fixed mismatches (the next row's partner); the report adds AUROC
+against the hardest negative of the whole split.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mumo.config import TaskConfig
+from mumo.contrastive import ContrastiveModel, infonce_loss, pair_retrieval_metrics, resolve_pairs
+from mumo.data.dataset import Batch
+from mumo.metrics import roc_auc
+from mumo.modalities.base import EncoderOutput
+from mumo.model import module_key
+from mumo.tasks import TASKS, Task
+
+
+def _take(output: EncoderOutput, index: Tensor) -> EncoderOutput:
+    return EncoderOutput(output.pooled[index], output.tokens[index], output.mask[index])
+
+
+class MatchingModel(ContrastiveModel):
+    """ContrastiveModel (ITC) + a fusion of the pair and a binary head (ITM)."""
+
+    def __init__(
+        self,
+        encoders: dict[str, nn.Module],
+        pair: tuple[str, str],
+        dim: int,
+        projection: int,
+        fusion: nn.Module,
+        temperature: float = 0.07,
+    ) -> None:
+        super().__init__(encoders, [pair], dim, projection, "infonce", temperature)
+        self.pair = pair
+        self.fusion = fusion
+        self.itm = nn.Sequential(nn.Linear(fusion.out_dim, dim), nn.GELU(), nn.Linear(dim, 1))  # type: ignore[arg-type]
+        # The pair's ITC cosine, scaled, is added to the head's logit: matching starts from alignment and
+        # the fusion learns what the cosine misses.
+        self.cosine_weight = nn.Parameter(torch.tensor(10.0))
+        self.cosine_bias = nn.Parameter(torch.tensor(-5.0))
+
+    def encode_pair(self, batch: Batch) -> tuple[dict[str, EncoderOutput], Tensor]:
+        """Encoder outputs of both columns for the rows that have both, and those rows' indices."""
+        left, right = self.pair
+        rows = (batch.presence[left] & batch.presence[right]).nonzero().squeeze(1)
+        outputs = {
+            c: self.encoders[module_key(c)]({k: v[rows] for k, v in batch.inputs[c].items()})
+            for c in self.pair
+        }
+        return outputs, rows
+
+    def embeddings(self, outputs: dict[str, EncoderOutput]) -> dict[str, Tensor]:
+        return {
+            c: F.normalize(self.projections[module_key(c)](o.pooled).float(), dim=-1)
+            for c, o in outputs.items()
+        }
+
+    def score(self, outputs: dict[str, EncoderOutput], left_index: Tensor, right_index: Tensor) -> Tensor:
+        """ITM logits (N,) of the pairs (left row left_index[n], right row right_index[n])."""
+        left, right = self.pair
+        pairs = {left: _take(outputs[left], left_index), right: _take(outputs[right], right_index)}
+        ones = torch.ones(len(left_index), dtype=torch.bool, device=left_index.device)
+        emb = self.embeddings(pairs)
+        cosine = (emb[left] * emb[right]).sum(-1)
+        fused = self.itm(self.fusion(pairs, {c: ones for c in self.pair})).squeeze(-1)
+        return fused + self.cosine_weight * cosine + self.cosine_bias
+
+    def negatives(self, similarity: Tensor, mined: bool) -> Tensor:
+        """For each row, a different partner: drawn by softmax over the similarities (hard negatives, for
+        training), or the next row's (a fixed mismatch, so validation scores do not move with the
+        model's own similarities)."""
+        n = len(similarity)
+        if not mined:
+            return (torch.arange(n, device=similarity.device) + 1) % n
+        masked = similarity.masked_fill(torch.eye(n, dtype=torch.bool, device=similarity.device), -1e4)
+        return torch.multinomial(masked.float().softmax(dim=1), 1).squeeze(1)
+
+    def losses(self, batch: Batch, mined: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(ITC + ITM loss, ITC embeddings of the left and right column, ITM logits [positives, negatives])."""
+        left, right = self.pair
+        outputs, rows = self.encode_pair(batch)
+        emb = self.embeddings(outputs)
+        n = len(rows)
+        if n < 2:
+            zero = self.log_scale * 0.0
+            return zero, emb[left], emb[right], zero.reshape(1)[:0]
+        itc = infonce_loss(emb[left], emb[right], self.scale)
+        with torch.no_grad():
+            similarity = emb[left] @ emb[right].T
+            right_neg = self.negatives(similarity, mined)  # a wrong partner for each left row
+            left_neg = self.negatives(similarity.T, mined)  # a wrong partner for each right row
+        index = torch.arange(n, device=rows.device)
+        logits = torch.cat(
+            [
+                self.score(outputs, index, index),
+                self.score(outputs, index, right_neg),
+                self.score(outputs, left_neg, index),
+            ]
+        )
+        labels = torch.cat([torch.ones(n), torch.zeros(2 * n)]).to(logits.device)
+        # Positives and negatives weigh the same (there are twice as many negatives).
+        weights = torch.cat([torch.full((n,), 2.0), torch.ones(2 * n)]).to(logits.device)
+        itm = F.binary_cross_entropy_with_logits(logits.float(), labels, weight=weights) / 1.5
+        return itc + itm, emb[left], emb[right], logits
+
+    def forward(self, batch: Batch) -> Tensor:
+        return self.losses(batch, mined=self.training)[0]
+
+    def match_logits(self, batch: Batch) -> Tensor:
+        """ITM logits of each row's own (left, right) pair; NaN where a column is absent."""
+        outputs, rows = self.encode_pair(batch)
+        out = torch.full((len(batch),), float("nan"), device=rows.device)
+        if len(rows):
+            index = torch.arange(len(rows), device=rows.device)
+            out[rows] = self.score(outputs, index, index).float()
+        return out
+
+
+@TASKS.register("matching")
+class Matching(Task):
+    """Validation outputs: per row the match probability of its true pair and of a mismatched pair."""
+
+    name = "matching"
+
+    def __init__(self, options: TaskConfig, target: Any = None) -> None:
+        self.options, self.target = options, target
+        self.pairs: list[tuple[str, str]] = []
+
+    @property
+    def out_dim(self) -> int:
+        return 1
+
+    @property
+    def main_metric(self) -> tuple[str, str]:
+        return ("itm_auroc", "max")
+
+    def training_loss(self, model: nn.Module, batch: Batch) -> Tensor:
+        return model(batch)
+
+    def eval_step(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        assert isinstance(model, MatchingModel)
+        loss, _, _, logits = model.losses(batch, mined=False)
+        n = len(logits) // 3
+        probs = logits.float().sigmoid()
+        outputs = torch.stack([probs[:n], probs[n : 2 * n]], dim=1)  # (n, 2): true pair, mismatched pair
+        return loss, outputs, torch.zeros(n)
+
+    def metrics(self, target: Tensor, outputs: Tensor) -> dict[str, float]:
+        return itm_metrics(outputs[:, 0].numpy(), outputs[:, 1].numpy())
+
+    def outputs(self, logits: Tensor) -> Tensor:
+        return logits.float().sigmoid().unsqueeze(-1)
+
+
+def itm_metrics(positive: np.ndarray, negative: np.ndarray) -> dict[str, float]:
+    """Accuracy (threshold 0.5) and AUROC of match probabilities of true pairs vs mismatched ones."""
+    scores = np.concatenate([positive, negative])
+    labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
+    if not len(scores):
+        return {"itm_accuracy": float("nan"), "itm_auroc": float("nan")}
+    return {
+        "itm_accuracy": float(((scores >= 0.5) == labels).mean()),
+        "itm_auroc": float(roc_auc(labels, scores)),
+    }
+
+
+def build_matching(
+    model: Any, task: TaskConfig, inputs: dict[str, str], processors: dict[str, Any]
+) -> tuple[MatchingModel, Matching]:
+    from mumo.errors import ConfigError
+    from mumo.fusion import build_fusion
+    from mumo.model import build_encoders
+
+    pairs = resolve_pairs(task, list(inputs))
+    if len(pairs) != 1:
+        raise ConfigError(f"task.pairs: matching scores one pair of columns, got {len(pairs)}")
+    pair = pairs[0]
+    encoders = build_encoders(model, {c: inputs[c] for c in pair}, processors)
+    fusion = build_fusion(model.fusion, {c: inputs[c] for c in pair}, model.dim, model.dim)
+    if fusion.produces_logits:
+        raise ConfigError(
+            f"model.fusion.type: {model.fusion.type!r} cannot score pairs; use concat, attention, ..."
+        )
+    network = MatchingModel(encoders, pair, model.dim, task.projection or model.dim, fusion, task.temperature)
+    matching = Matching(task)
+    matching.pairs = [pair]
+    return network, matching
+
+
+def split_metrics(model: Any, split: Any, batch_size: int = 256) -> dict[str, float]:
+    """A matching run on a prepared split: ITC retrieval metrics; ITM accuracy / AUROC of every true pair
+    against a mismatched one (the next row's partner), and AUROC against its hardest negative over the
+    whole split (by ITC similarity: often an equally good description, e.g. the same caption words)."""
+    from mumo.data.dataset import make_batch
+
+    left, right = model.task.pairs[0]
+    a, b = model.embed_split(split, left), model.embed_split(split, right)
+    metrics = pair_retrieval_metrics({left: a, right: b}, [(left, right)])
+    both = np.flatnonzero(~np.isnan(a).any(1) & ~np.isnan(b).any(1))
+    if len(both) < 2:
+        return {**metrics, **itm_metrics(np.zeros(0), np.zeros(0))}
+    similarity = a[both] @ b[both].T
+    np.fill_diagonal(similarity, -np.inf)
+    hardest = both[similarity.argmax(1)]
+    processors = {c: model.processors[c] for c in (left, right)}
+
+    def probabilities(left_rows: np.ndarray, right_rows: np.ndarray) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(left_rows), batch_size):
+                items = {
+                    left: [split.items[left][i] for i in left_rows[start : start + batch_size]],
+                    right: [split.items[right][i] for i in right_rows[start : start + batch_size]],
+                }
+                batch = make_batch(items, processors, None, None, train=False)
+                out.append(model.network.match_logits(batch).sigmoid().numpy())
+        return np.concatenate(out)
+
+    positive = probabilities(both, both)
+    shifted = probabilities(both, np.roll(both, -1))
+    hard = itm_metrics(positive, probabilities(both, hardest))
+    return {**metrics, **itm_metrics(positive, shifted), "itm_auroc_hardest": hard["itm_auroc"]}
