@@ -37,6 +37,7 @@ __all__ = [
     "interaction_label_for",
     "label_for",
     "make_shapes",
+    "query_for",
     "render_audio",
     "render_image",
     "sample_items",
@@ -245,6 +246,58 @@ def caption_for(item: ShapeItem, rng: np.random.Generator) -> str:
     if rng.random() < 0.5:
         caption = caption[0].upper() + caption[1:] + "."
     return caption
+
+
+# Queries worded apart from the captions above (other words and synonyms, always every attribute), for
+# testing retrieval with text the model never saw in training (e.g. a frozen pretrained text tower).
+_Q_SHAPE = {
+    "circle": ("round disc", "disc", "round blob"),
+    "square": ("box", "block", "four-sided block"),
+    "triangle": ("three-sided shape", "wedge", "pyramid shape"),
+    "cross": ("plus sign", "plus symbol"),
+}
+_Q_COLOR = {
+    "red": ("crimson", "scarlet"),
+    "green": ("emerald", "grass-coloured"),
+    "blue": ("navy", "cobalt", "azure"),
+    "yellow": ("golden", "lemon-coloured"),
+    "purple": ("violet", "lilac"),
+    "orange": ("tangerine", "amber"),
+}
+_Q_SIZE = {
+    "small": ("minute", "petite", "compact"),
+    "medium": ("average-sized", "moderately sized"),
+    "large": ("giant", "enormous", "oversized"),
+}
+_Q_ROW = {
+    "top": ("high up", "near the upper edge"),
+    "middle": ("halfway down",),
+    "bottom": ("low down", "near the lower edge"),
+}
+_Q_COL = {
+    "left": ("toward the left-hand side",),
+    "center": ("in the central column",),
+    "right": ("toward the right-hand side",),
+}
+_Q_BG = {"dark": ("charcoal", "shadowy", "night-black"), "light": ("pale", "snowy", "ivory")}
+_Q_TEMPLATES = (
+    "find the {size} {color} {shape} {row}, {col}, over a {bg} canvas",
+    "I am looking for a {color} {shape} that is {size}, sitting {row} and {col} on a {bg} field",
+    "{size} {shape} in {color}, {row} {col}, {bg} surroundings",
+    "show me a {bg} scene with a {size} {color} {shape} {row} {col}",
+)
+
+
+def query_for(item: ShapeItem, rng: np.random.Generator) -> str:
+    """A search query for the item's image, worded apart from :func:`caption_for` (every attribute)."""
+    return _pick(rng, _Q_TEMPLATES).format(
+        shape=_pick(rng, _Q_SHAPE[item.shape]),
+        color=_pick(rng, _Q_COLOR[item.color]),
+        size=_pick(rng, _Q_SIZE[item.size]),
+        row=_pick(rng, _Q_ROW[item.row]),
+        col=_pick(rng, _Q_COL[item.col]),
+        bg=_pick(rng, _Q_BG[item.background]),
+    )
 
 
 def label_for(item: ShapeItem) -> str:
