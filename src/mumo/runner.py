@@ -120,6 +120,10 @@ def train(
     network, task = build_network(config, schema, processors, target)
     if config.model.init_from and not resume:
         say(f"[dim]{init_from_run(network, config.model.init_from)}[/dim]")
+    if resume:  # the trained weights now, so that frozen-feature caching below uses them, not a fresh init
+        from mumo.training import load_weights
+
+        network.load_state_dict(load_weights(run_dir / "checkpoints" / "last.ckpt"))
     total, trainable = count_parameters(network)
     say(_summary(run_dir, schema, splits, total, trainable))
     if data.feature_cache:
