@@ -1,9 +1,10 @@
 """Pretrain on unlabelled pairs, then fine-tune with 10% of the labels, vs the same model from scratch.
 
 builtin:shapes: `mumo pretrain` aligns caption and image on every train row (no labels). Then a
-classifier of `label` (shape × pitch) from image, sound and caption is trained on a 10% labelled
-subset of train, once starting from the pretrained caption and image encoders (model.init_from) and
-once from scratch, with the same splits, seeds and epochs. Prints both, writes JSON.
+classifier of `label` (shape seen × pitch heard) from image and sound is trained on a 10% labelled
+subset of train, once starting from the pretrained image encoder (model.init_from) and once from
+scratch, with the same splits, seeds and epochs. (The caption is left out of the classifier: it names
+the shape in words, which makes the task easy without any pretraining.) Prints both, writes JSON.
 
 Usage: python -m benchmarks.pretrain_finetune [--n 3000] [--fraction 0.1] [--json F]
 """
@@ -44,7 +45,7 @@ def run(n: int, fraction: float, work: Path, pretrain_epochs: int = 15, epochs: 
         "pretrain": {k: v for k, v in pretrained.metrics["test"].items() if "recall@" in k},
         "labelled_rows": len(labelled),
     }
-    for name, init in (("from scratch", None), ("from pretrained caption+image", str(pretrained.path))):
+    for name, init in (("from scratch", None), ("from pretrained image encoder", str(pretrained.path))):
         run_ = mumo.train(
             {
                 "name": "fine-tune",
@@ -53,7 +54,7 @@ def run(n: int, fraction: float, work: Path, pretrain_epochs: int = 15, epochs: 
                     "val": str(paths["val"]),
                     "test": str(paths["test"]),
                     "target": "label",
-                    "ignore": ["weight"],
+                    "ignore": ["weight", "caption"],
                 },
                 "model": {"init_from": init},
                 "train": {"epochs": epochs, "progress": False},
@@ -62,7 +63,7 @@ def run(n: int, fraction: float, work: Path, pretrain_epochs: int = 15, epochs: 
             quiet=True,
         )
         results[name] = run_.metrics["test"]["accuracy"]
-    results["gain_points"] = 100 * (results["from pretrained caption+image"] - results["from scratch"])
+    results["gain_points"] = 100 * (results["from pretrained image encoder"] - results["from scratch"])
     results["met"] = results["gain_points"] > 0
     results["seconds"] = time.time() - started
     results["dataset"] = f"builtin:shapes n={n}, {len(labelled)} labelled train rows ({fraction:.0%})"
@@ -70,9 +71,9 @@ def run(n: int, fraction: float, work: Path, pretrain_epochs: int = 15, epochs: 
 
 
 def show(result: dict[str, Any]) -> None:
-    print(f"\n{result['dataset']}; test accuracy of label (shape x pitch) from image, sound, caption")
+    print(f"\n{result['dataset']}; test accuracy of label (shape x pitch) from image and sound")
     print(f"{'from scratch':<34}{result['from scratch']:>8.3f}")
-    print(f"{'from pretrained caption+image':<34}{result['from pretrained caption+image']:>8.3f}")
+    print(f"{'from pretrained image encoder':<34}{result['from pretrained image encoder']:>8.3f}")
     recall = result["pretrain"]
     print(
         f"pretraining (caption-image, no labels): caption_to_image recall@1 "
