@@ -63,7 +63,14 @@ def test_dump_then_build_round_trips_to_an_equal_config() -> None:
     text = dump_config(config)
     dumped = yaml.safe_load(text)
     # every default is written out
-    assert dumped["task"] == {"type": "multilabel", "label_smoothing": 0.0}
+    assert dumped["task"] == {
+        "type": "multilabel",
+        "label_smoothing": 0.0,
+        "pairs": None,
+        "loss": "infonce",
+        "temperature": 0.07,
+        "projection": None,
+    }
     assert dumped["data"]["text"]["max_length"] == 64
     assert dumped["model"]["encoders"]["caption"] == {"type": "gru", "layers": 2, "dropout": 0.1}
     again = build_config(dumped)
