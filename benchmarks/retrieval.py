@@ -46,16 +46,17 @@ def queries(data_dir: Path, split: str, seed: int = 0) -> list[str]:
 
 def config(paths: dict[str, Path], epochs: int, lit: bool) -> dict[str, Any]:
     encoders = {"caption": {"type": "hf", "pretrained": MINILM, "freeze": True}} if lit else {}
+    freeze = ["caption"] if lit else []  # LiT: the text tower is locked, its projection included
     return {
         "name": "lit" if lit else "scratch",
         "data": {k: str(paths[k]) for k in ("train", "val", "test")},
         "task": {"type": "contrastive", "pairs": [["caption", "image"]]},
-        "model": {"encoders": encoders},
+        "model": {"encoders": encoders, "freeze": freeze},
         "train": {"epochs": epochs, "patience": epochs, "progress": False},
     }
 
 
-def run(n: int, epochs: int, work: Path) -> dict[str, Any]:
+def run(n: int, epochs: int, work: Path, variants: tuple[str, ...] = ("scratch", "lit")) -> dict[str, Any]:
     paths = materialize("shapes", n, 0, out_dir=work / "data")
     data_dir = paths["train"].parent
     test_queries = queries(data_dir, "test")
@@ -66,7 +67,7 @@ def run(n: int, epochs: int, work: Path) -> dict[str, Any]:
         "test_pairs": len(test_queries),
         "epochs": epochs,
     }
-    for name, lit in (("scratch", False), ("lit", True)):
+    for name, lit in [(v, v == "lit") for v in variants]:
         started = time.time()
         run_ = mumo.train(config(paths, epochs, lit), out=work / name, quiet=True)
         model = run_.model

@@ -52,6 +52,7 @@ class ContrastiveModel(nn.Module):
         projection: int,
         loss: str = "infonce",
         temperature: float = 0.07,
+        frozen: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.columns = list(encoders)
@@ -59,6 +60,8 @@ class ContrastiveModel(nn.Module):
         self.loss_type = loss
         self.encoders = nn.ModuleDict({module_key(c): e for c, e in encoders.items()})
         self.projections = nn.ModuleDict({module_key(c): nn.Linear(dim, projection) for c in encoders})
+        for column in frozen or []:  # a locked tower (LiT) keeps its projection too: a fixed embedding
+            self.projections[module_key(column)].requires_grad_(False)
         if loss == "sigmoid":  # SigLIP's initialization: t = 10, b = -10
             self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
             self.bias = nn.Parameter(torch.tensor(-10.0))
@@ -248,7 +251,7 @@ def build_contrastive(
     pairs = resolve_pairs(task, list(inputs))
     encoders = build_encoders(model, inputs, processors)
     network = ContrastiveModel(
-        encoders, pairs, model.dim, task.projection or model.dim, task.loss, task.temperature
+        encoders, pairs, model.dim, task.projection or model.dim, task.loss, task.temperature, model.freeze
     )
     contrastive = Contrastive(task)
     contrastive.columns, contrastive.pairs = list(inputs), pairs
