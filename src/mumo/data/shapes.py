@@ -248,54 +248,34 @@ def caption_for(item: ShapeItem, rng: np.random.Generator) -> str:
     return caption
 
 
-# Queries worded apart from the captions above (other words and synonyms, always every attribute), for
-# testing retrieval with text the model never saw in training (e.g. a frozen pretrained text tower).
+# Search queries worded apart from the captions above: other sentence shapes, other words for the shape,
+# size, position and background (colour names are kept: they have no everyday synonyms), and always
+# every attribute. For testing retrieval with text the model never saw in training.
 _Q_SHAPE = {
-    "circle": ("round disc", "disc", "round blob"),
-    "square": ("box", "block", "four-sided block"),
-    "triangle": ("three-sided shape", "wedge", "pyramid shape"),
-    "cross": ("plus sign", "plus symbol"),
+    "circle": ("circle", "round disc"),
+    "square": ("square", "box"),
+    "triangle": ("triangle", "triangular shape"),
+    "cross": ("cross", "plus sign"),
 }
-_Q_COLOR = {
-    "red": ("crimson", "scarlet"),
-    "green": ("emerald", "grass-coloured"),
-    "blue": ("navy", "cobalt", "azure"),
-    "yellow": ("golden", "lemon-coloured"),
-    "purple": ("violet", "lilac"),
-    "orange": ("tangerine", "amber"),
-}
-_Q_SIZE = {
-    "small": ("minute", "petite", "compact"),
-    "medium": ("average-sized", "moderately sized"),
-    "large": ("giant", "enormous", "oversized"),
-}
-_Q_ROW = {
-    "top": ("high up", "near the upper edge"),
-    "middle": ("halfway down",),
-    "bottom": ("low down", "near the lower edge"),
-}
-_Q_COL = {
-    "left": ("toward the left-hand side",),
-    "center": ("in the central column",),
-    "right": ("toward the right-hand side",),
-}
-_Q_BG = {"dark": ("charcoal", "shadowy", "night-black"), "light": ("pale", "snowy", "ivory")}
+_Q_SIZE = {"small": ("smallish", "little"), "medium": ("average-sized", "medium"), "large": ("large", "huge")}
+_Q_ROW = {"top": "upper", "middle": "central", "bottom": "lower"}
+_Q_COL = {"left": "left", "center": "middle", "right": "right"}
+_Q_BG = {"dark": ("dark", "black"), "light": ("light", "white")}
 _Q_TEMPLATES = (
-    "find the {size} {color} {shape} {row}, {col}, over a {bg} canvas",
-    "I am looking for a {color} {shape} that is {size}, sitting {row} and {col} on a {bg} field",
-    "{size} {shape} in {color}, {row} {col}, {bg} surroundings",
-    "show me a {bg} scene with a {size} {color} {shape} {row} {col}",
+    "looking for a {size} {color} {shape}, {pos}, on a {bg} backdrop",
+    "{color} {shape} ({size}) placed in the {pos} area over {bg}",
+    "find the {size} {color} {shape} located {pos}, {bg} behind it",
 )
 
 
 def query_for(item: ShapeItem, rng: np.random.Generator) -> str:
     """A search query for the item's image, worded apart from :func:`caption_for` (every attribute)."""
+    centre = item.row == "middle" and item.col == "center"
     return _pick(rng, _Q_TEMPLATES).format(
-        shape=_pick(rng, _Q_SHAPE[item.shape]),
-        color=_pick(rng, _Q_COLOR[item.color]),
         size=_pick(rng, _Q_SIZE[item.size]),
-        row=_pick(rng, _Q_ROW[item.row]),
-        col=_pick(rng, _Q_COL[item.col]),
+        color=item.color,
+        shape=_pick(rng, _Q_SHAPE[item.shape]),
+        pos="dead center" if centre else f"{_Q_ROW[item.row]} {_Q_COL[item.col]}",
         bg=_pick(rng, _Q_BG[item.background]),
     )
 
