@@ -274,3 +274,25 @@ def test_fusing_image_and_audio_beats_each_alone(dataset: tuple[Path, dict[str, 
         audio, sample_rate = sf.read(root / sound_rel, dtype="float32")
         fused.append(f"{shape}-{'low' if _dominant_hz(audio, sample_rate) < 800 else 'high'}")
     assert fused == test["label"].tolist()
+
+
+def test_queries_are_worded_apart_from_every_caption() -> None:
+    items = shapes.sample_items(400, 0)
+    captions = {
+        shapes.caption_for(item, np.random.default_rng([0, i, seed])).lower().rstrip(".")
+        for i, item in enumerate(items)
+        for seed in range(5)
+    }
+    queries = [shapes.query_for(item, np.random.default_rng([0, i, 9])) for i, item in enumerate(items)]
+    assert not captions & {q.lower() for q in queries}
+    for item, query in zip(items, queries, strict=True):
+        assert item.color in query  # every attribute is said, some in other words
+        assert any(word in query for word in shapes._Q_SHAPE[item.shape])
+        assert any(word in query for word in shapes._Q_SIZE[item.size])
+        assert any(word in query for word in shapes._Q_BG[item.background])
+    assert queries == [
+        shapes.query_for(item, np.random.default_rng([0, i, 9])) for i, item in enumerate(items)
+    ]
+    # Interaction labels: shape XOR pitch, balanced.
+    labels = Counter(shapes.interaction_label_for(item) for item in items)
+    assert set(labels) == {"same", "different"} and min(labels.values()) > 150
