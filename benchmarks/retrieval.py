@@ -52,7 +52,8 @@ def config(paths: dict[str, Path], epochs: int, lit: bool) -> dict[str, Any]:
         "name": "lit" if lit else "scratch",
         "data": {k: str(paths[k]) for k in ("train", "val", "test")},
         "task": {"type": "contrastive", "pairs": [["caption", "image"]]},
-        "model": {"encoders": encoders, "freeze": freeze},
+        # LiT works in the locked tower's own width (MiniLM: 384), so its fixed projection loses nothing.
+        "model": {"encoders": encoders, "freeze": freeze, **({"dim": 384} if lit else {})},
         "train": {"epochs": epochs, "patience": epochs, "progress": False},
     }
 
