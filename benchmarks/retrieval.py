@@ -8,7 +8,7 @@
    and recall@5 of the right test image is measured. (No query equals a training caption: the script
    checks.)
 
-Prints a table, writes JSON.  Usage: python -m benchmarks.retrieval [--n 10000] [--epochs 15] [--json F]
+Prints a table, writes JSON.  Usage: python -m benchmarks.retrieval [--n 10000] [--epochs 25] [--variants scratch,lit] [--json F]
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def show(result: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10000)
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--variants", default="scratch,lit", help="scratch, lit or both")
     parser.add_argument("--json", default="benchmarks/results/retrieval.json")
     args = parser.parse_args(argv)
