@@ -396,6 +396,19 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------ bench
+def _bench_setup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (a few minutes)")
+    p.add_argument("--json", default="runs/bench.json", help="where to write the results (JSON)")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from mumo.bench import run_bench
+
+    run_bench(quick=args.quick, json_path=Path(args.json))
+    return 0
+
+
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
 COMMANDS: dict[str, Command] = {
     "train": (_train_setup, _train, "train, evaluate and save a model (a run directory)"),
@@ -404,6 +417,7 @@ COMMANDS: dict[str, Command] = {
     "predict": (_predict_setup, _predict, "predict with a run, on a manifest or one item"),
     "embed": (_embed_setup, _embed, "write a contrastive run's embeddings of one column"),
     "compare": (_compare_setup, _compare, "train one model per fusion (and per input) on the same splits"),
+    "bench": (_bench_setup, _bench, "measure mumo against plain PyTorch and sentence-transformers here"),
     "demo": (_demo_setup, _demo, "the built-in demo: fused vs single-modality models on builtin:shapes"),
 }
 DATA_COMMANDS: dict[str, Command] = {
