@@ -92,6 +92,7 @@ def embed_minilm(sentences: list[str], batch_size: int = 64) -> dict[str, Any]:
     from sentence_transformers import SentenceTransformer
 
     from mumo.config import HFEncoder
+    from mumo.modalities.base import length_order
     from mumo.modalities.hf import HFBackbone, HFTextProcessor, packaged_model
 
     path = packaged_model("sentence-transformers/all-MiniLM-L6-v2")
@@ -103,16 +104,18 @@ def embed_minilm(sentences: list[str], batch_size: int = 64) -> dict[str, Any]:
     encoder = HFBackbone(options, 384, processor).eval()
     reference = SentenceTransformer(str(path), device="cpu")
 
-    def ours() -> np.ndarray:
-        out = []
+    def ours() -> np.ndarray:  # batched as Model.embed_split does: longest first, scattered back
+        items: list[Any] = [processor.load(s, Path(".")) for s in sentences]
+        order = length_order(items)
+        out = np.zeros((len(items), 384), np.float32)
         with torch.inference_mode():
-            for start in range(0, len(sentences), batch_size):
-                items: list[Any] = [
-                    processor.load(s, Path(".")) for s in sentences[start : start + batch_size]
+            for start in range(0, len(items), batch_size):
+                rows = order[start : start + batch_size]
+                pooled = encoder.backbone_features(processor.collate([items[i] for i in rows], train=False))[
+                    0
                 ]
-                pooled = encoder.backbone_features(processor.collate(items, train=False))[0]
-                out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-        return np.concatenate(out)
+                out[rows] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        return out
 
     def theirs() -> np.ndarray:
         return reference.encode(sentences, batch_size=batch_size, normalize_embeddings=True)

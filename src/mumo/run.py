@@ -22,7 +22,7 @@ from mumo.data.table import Table, clean_frame
 from mumo.data.targets import ClassTarget, MultilabelTarget, RegressionTarget, TargetProcessor, restore_target
 from mumo.errors import MumoError
 from mumo.modalities import PROCESSORS, Processor
-from mumo.modalities.base import write_json
+from mumo.modalities.base import length_order, write_json
 from mumo.model import build_model, module_key
 from mumo.tasks import Task, build_task
 
@@ -216,13 +216,16 @@ class Model:
         """(N, P) L2-normalized embeddings of one column for every row of a prepared split; NaN rows where
         the cell is absent. Needs a contrastive run."""
         network = self._embedder(column)
-        chunks = []
-        for start in range(0, len(split), batch_size):
-            items = {column: split.items[column][start : start + batch_size]}
-            batch = make_batch(items, {column: self.processors[column]}, None, None, train=False)
-            chunks.append(network.embed_batch(batch)[column].cpu().numpy())  # type: ignore[operator]
         width = int(network.projections[module_key(column)].out_features)  # type: ignore[index,union-attr]
-        return np.concatenate(chunks) if chunks else np.zeros((0, width), np.float32)
+        cells = split.items[column]
+        order = length_order(cells)  # batches of similar length pad less
+        out = np.zeros((len(cells), width), np.float32)
+        for start in range(0, len(cells), batch_size):
+            rows = order[start : start + batch_size]
+            items = {column: [cells[i] for i in rows]}
+            batch = make_batch(items, {column: self.processors[column]}, None, None, train=False)
+            out[rows] = network.embed_batch(batch)[column].cpu().numpy()  # type: ignore[operator]
+        return out
 
     def embed(
         self,

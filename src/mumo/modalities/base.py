@@ -118,6 +118,15 @@ def dummy_batch(processor: Processor, cells: list[Any], base_dir: Path) -> dict[
     return processor.collate(items, train=True)
 
 
+def length_order(items: list[Any]) -> list[int]:
+    """Row order for inference batches: token sequences longest first (so a batch pads little, as
+    sentence-transformers does), anything else as it is."""
+    lengths = [len(item) if isinstance(item, list) else 0 for item in items]
+    if not any(lengths):
+        return list(range(len(items)))
+    return sorted(range(len(items)), key=lambda i: -lengths[i])
+
+
 def count_parameters(module: nn.Module) -> tuple[int, int]:
     """(total, trainable) parameter counts."""
     total = sum(p.numel() for p in module.parameters())
@@ -134,6 +143,7 @@ __all__ = [
     "count_parameters",
     "dummy_batch",
     "encoder_key",
+    "length_order",
     "masked_mean",
     "placeholder_rows",
     "write_json",
