@@ -11,7 +11,6 @@ Usage: python -m benchmarks.feature_cache [--n 3000] [--epochs 3] [--json F]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -19,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 import mumo
+from mumo.bench import epoch_seconds
 from mumo.data.builtin import materialize
+from mumo.modalities.base import write_json
 
 GOAL = 5.0
 
@@ -47,11 +46,6 @@ def config(n: int, epochs: int, cache: bool) -> dict[str, Any]:
         },
         "train": {"epochs": epochs, "patience": epochs, "progress": False},
     }
-
-
-def epoch_seconds(run_dir: Path) -> list[float]:
-    history = pd.read_csv(run_dir / "logs" / "csv" / "metrics.csv")
-    return [float(v) for v in history["train/epoch_seconds"].dropna()]
 
 
 def run(n: int, epochs: int, work: Path) -> dict[str, Any]:
@@ -99,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mumo-feature-cache-") as tmp:
         result = run(args.n, args.epochs, Path(tmp))
     show(result)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(Path(args.json), result)  # atomic: a temp file, then rename
     print(f"wrote {args.json}")
     return 0 if result["met"] else 1
 

@@ -11,7 +11,6 @@ Usage: python -m benchmarks.interaction [--n 3000] [--epochs 25] [--fusions conc
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from mumo.compare import compare
 from mumo.config import build_config
 from mumo.data.builtin import materialize
 from mumo.fusion import FUSIONS
+from mumo.modalities.base import write_json
 
 GOAL = 0.90
 
@@ -115,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mumo-interaction-") as tmp:
         result = run(args.n, args.epochs, args.fusions.split(","), Path(tmp))
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(Path(args.json), result)  # atomic: a temp file, then rename
     print(f"wrote {args.json}")
     return 0 if result["met"] else 1
 

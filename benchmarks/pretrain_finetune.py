@@ -12,7 +12,6 @@ Usage: python -m benchmarks.pretrain_finetune [--n 3000] [--fraction 0.1] [--jso
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import pandas as pd
 
 import mumo
 from mumo.data.builtin import materialize
+from mumo.modalities.base import write_json
 
 
 def run(n: int, fraction: float, work: Path, pretrain_epochs: int = 15, epochs: int = 15) -> dict[str, Any]:
@@ -92,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mumo-pretrain-") as tmp:
         result = run(args.n, args.fraction, Path(tmp))
     show(result)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(Path(args.json), result)  # atomic: a temp file, then rename
     print(f"wrote {args.json}")
     return 0 if result["met"] else 1
 

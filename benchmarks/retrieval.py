@@ -14,7 +14,6 @@ Prints a table, writes JSON.  Usage: python -m benchmarks.retrieval [--n 10000] 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from mumo.data.builtin import materialize
 from mumo.data.shapes import ShapeItem, query_for
 from mumo.data.table import read_table
 from mumo.metrics import retrieval_metrics
+from mumo.modalities.base import write_json
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 QUERY_STREAM = 9  # a random stream the dataset's own captions (stream 3) never use
@@ -123,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mumo-retrieval-") as tmp:
         result = run(args.n, args.epochs, Path(tmp), tuple(args.variants.split(",")))
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(Path(args.json), result)  # atomic: a temp file, then rename
     print(f"wrote {args.json}")
     return 0 if all(result["goals"].values()) else 1
 

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 import time
@@ -25,12 +24,14 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from mumo.errors import MumoError
+from mumo.modalities.base import write_json
 
 console = Console(highlight=False, soft_wrap=True, width=120)
 GOALS = {"train": 0.95, "embed": 1.0}
 
 
-def _epoch_seconds(run_dir: Path) -> list[float]:
+def epoch_seconds(run_dir: Path) -> list[float]:
+    """The run's train/epoch_seconds, one per epoch (from its CSV log)."""
     history = pd.read_csv(run_dir / "logs" / "csv" / "metrics.csv")
     return [float(v) for v in history["train/epoch_seconds"].dropna()]
 
@@ -50,7 +51,7 @@ def train_overhead(name: str, raw: dict[str, Any], work: Path, epochs: int) -> d
     split = model.prepare(read_table(model.config.data.train), with_target=True)
     steps = len(split) // options.batch_size  # the training loader drops the last partial batch
     samples = steps * options.batch_size
-    mumo_seconds = statistics.median(_epoch_seconds(run.path)[1:] or _epoch_seconds(run.path))
+    mumo_seconds = statistics.median(epoch_seconds(run.path)[1:] or epoch_seconds(run.path))
 
     torch.manual_seed(options.seed)
     network, task = build_network(model.config, model.schema, model.processors, model.target)
@@ -183,10 +184,7 @@ def run_bench(quick: bool = False, json_path: Path | None = None) -> dict[str, A
     results["embed/minilm"] = embed_minilm(sentences)
     show(results)
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = json_path.with_name(f".{json_path.name}.tmp")
-        tmp_path.write_text(json.dumps(results, indent=2) + "\n")
-        tmp_path.replace(json_path)
+        write_json(json_path, results)
         console.print(f"wrote {json_path}")
     return results
 

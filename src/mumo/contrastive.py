@@ -180,7 +180,7 @@ class Contrastive(Task):
     name = "contrastive"
 
     def __init__(self, options: TaskConfig, target: Any = None) -> None:
-        self.options, self.target = options, target
+        super().__init__(options, target)  # type: ignore[arg-type]  # no target: the data are pairs
         self.columns: list[str] = []
         self.pairs: list[tuple[str, str]] = []
 

@@ -136,7 +136,7 @@ class Matching(Task):
     name = "matching"
 
     def __init__(self, options: TaskConfig, target: Any = None) -> None:
-        self.options, self.target = options, target
+        super().__init__(options, target)
         self.pairs: list[tuple[str, str]] = []
 
     @property
@@ -149,6 +149,9 @@ class Matching(Task):
 
     def training_loss(self, model: nn.Module, batch: Batch) -> Tensor:
         return model(batch)
+
+    def predict_logits(self, model: nn.Module, batch: Batch) -> Tensor:
+        return model.match_logits(batch)  # type: ignore[operator]  # each row's own pair, not the loss
 
     def eval_step(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         assert isinstance(model, MatchingModel)

@@ -46,7 +46,7 @@ class Task:
 
     def predict_logits(self, model: nn.Module, batch: Batch) -> Tensor:
         """What outputs() turns into predictions (a matching model scores each row's own pair)."""
-        return model.match_logits(batch) if hasattr(model, "match_logits") else model(batch)  # type: ignore[operator]
+        return model(batch)
 
     def eval_step(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         """(loss, outputs, targets) of a validation batch; metrics() gets the outputs and targets."""
