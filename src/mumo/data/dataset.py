@@ -40,21 +40,35 @@ class SplitDataset(Dataset[int]):
 
 
 class Collate:
-    """Builds a Batch from row indices: processors stack their items (and augment when training)."""
+    """Builds a Batch from row indices: processors stack their items (and augment when training).
+
+    Columns whose processor has `fixed_rows` (numbers, categories), the presence masks and the targets
+    are stacked once for the whole split, so a batch of them is one index operation.
+    """
 
     def __init__(
         self, split: Split, processors: dict[str, Processor], target: TargetProcessor | None, train: bool
     ) -> None:
-        self.split, self.processors, self.target, self.train = split, processors, target, train
+        self.processors, self.train = processors, train
+        self.items = {c: split.items.get(c, [None] * len(split)) for c in processors}
+        self.presence = {
+            c: torch.tensor([item is not None for item in items], dtype=torch.bool)
+            for c, items in self.items.items()
+        }
+        self.whole = {c: p.collate(self.items[c], False) for c, p in processors.items() if p.fixed_rows}
+        self.targets = target.stack(split.targets) if target is not None else None
 
     def __call__(self, indices: list[int]) -> Batch:
-        return make_batch(
-            {c: [values[i] for i in indices] for c, values in self.split.items.items()},
-            self.processors,
-            [self.split.targets[i] for i in indices] if self.target is not None else None,
-            self.target,
-            self.train,
-        )
+        index = torch.as_tensor(indices, dtype=torch.long)
+        inputs = {}
+        for column, processor in self.processors.items():
+            whole = self.whole.get(column)
+            if whole is not None:
+                inputs[column] = {k: v[index] for k, v in whole.items()}
+            else:
+                inputs[column] = processor.collate([self.items[column][i] for i in indices], self.train)
+        presence = {c: mask[index] for c, mask in self.presence.items()}
+        return Batch(inputs, presence, self.targets[index] if self.targets is not None else None)
 
 
 def make_batch(

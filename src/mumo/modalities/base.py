@@ -33,6 +33,9 @@ class Processor:
     """
 
     kind: str = ""
+    # collate() treats each row on its own, without randomness, into fixed-shape tensors: a split can
+    # then be collated once and batches taken from it by index.
+    fixed_rows: bool = False
 
     def __init__(self, column: str) -> None:
         self.column = column

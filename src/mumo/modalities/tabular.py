@@ -20,6 +20,7 @@ class NumericProcessor(Processor):
     """Standardize with the train mean and std."""
 
     kind = "numeric"
+    fixed_rows = True
 
     def __init__(self, column: str) -> None:
         super().__init__(column)
@@ -53,6 +54,7 @@ class CategoricalProcessor(Processor):
     """Index categories seen in train; anything else maps to an unknown bucket (index 0)."""
 
     kind = "categorical"
+    fixed_rows = True
 
     def __init__(self, column: str) -> None:
         super().__init__(column)
