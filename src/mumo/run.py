@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from torch import Tensor, nn
 from mumo.config import Config, load_config
 from mumo.data.dataset import make_batch
 from mumo.data.prepare import Schema, Split, load_split
-from mumo.data.table import Table, clean_frame
+from mumo.data.table import Table, clean_frame, frame_from_rows
 from mumo.data.targets import ClassTarget, MultilabelTarget, RegressionTarget, TargetProcessor, restore_target
 from mumo.errors import MumoError
 from mumo.modalities import PROCESSORS, Processor
@@ -135,6 +137,9 @@ class Model:
     network: nn.Module
     task: Task
     path: Path | None = None
+    # Seconds spent by the latest predict() in each phase: preprocess (read and decode cells, stack
+    # batches), forward (the network and the task's output function), postprocess (one dict per row).
+    last_timing: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.network.eval()
@@ -161,11 +166,12 @@ class Model:
 
     # ------------------------------------------------------------------------------ prediction
     def table(self, rows: list[dict[str, Any]] | pd.DataFrame, base_dir: str | Path | None = None) -> Table:
-        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-        return Table("input", Path(base_dir or Path.cwd()).resolve(), clean_frame(frame))
+        frame = clean_frame(rows) if isinstance(rows, pd.DataFrame) else frame_from_rows(list(rows))
+        return Table("input", Path(base_dir or Path.cwd()).resolve(), frame)
 
     def prepare(self, table: Table, on_error: str = "fail", with_target: bool = False) -> Split:
-        known = [c for c in self.processors if c in table.columns]
+        given = set(table.columns)
+        known = [c for c in self.processors if c in given]
         if not known and len(table):
             raise MumoError(
                 f"{table.name}: none of the model's input columns are given; inputs: {', '.join(self.processors)}"
@@ -173,12 +179,21 @@ class Model:
         return load_split(table.name, table, self.processors, self.target if with_target else None, on_error)
 
     @torch.no_grad()
-    def outputs(self, split: Split, batch_size: int = 256, absent: Iterable[str] = ()) -> Tensor:
+    def outputs(
+        self,
+        split: Split,
+        batch_size: int = 256,
+        absent: Iterable[str] = (),
+        timing: dict[str, float] | None = None,
+    ) -> Tensor:
         """Task outputs (class probabilities / values) for every row of a prepared split; the columns
-        in `absent` are treated as absent in every row."""
+        in `absent` are treated as absent in every row. `timing` gets the seconds spent stacking batches
+        (added to "preprocess") and in the network ("forward")."""
         hidden = set(absent)
         chunks = []
+        stacking = forward = 0.0
         for start in range(0, len(split), batch_size):
+            started = time.perf_counter()
             items = {
                 c: [None] * len(values[start : start + batch_size])
                 if c in hidden
@@ -186,7 +201,12 @@ class Model:
                 for c, values in split.items.items()
             }
             batch = make_batch(items, self.processors, None, None, train=False)
+            stacked = time.perf_counter()
             chunks.append(self.task.outputs(self.task.predict_logits(self.network, batch)))
+            stacking, forward = stacking + stacked - started, forward + time.perf_counter() - stacked
+        if timing is not None:
+            timing["preprocess"] = timing.get("preprocess", 0.0) + stacking
+            timing["forward"] = timing.get("forward", 0.0) + forward
         if not chunks:
             return torch.zeros(0, self.task.out_dim)
         return torch.cat(chunks)
@@ -200,15 +220,46 @@ class Model:
         """One dict per row: `prediction`, and `probabilities` per class for classification.
 
         A column missing from a row (or an empty cell) is an absent modality. Relative file paths are
-        resolved against base_dir (default: the current folder).
+        resolved against base_dir (default: the current folder). The seconds spent per phase are left
+        in `last_timing`.
         """
-        split = self.prepare(self.table(rows, base_dir), on_error)
-        outputs = self.outputs(split)
-        results = [self.describe(row) for row in outputs]
-        if len(split) == len(rows):
-            return results
-        kept = dict(zip(split.rows, results, strict=True))  # rows dropped by on_error=skip get None
-        return [kept.get(i + 1, {"prediction": None, "skipped": True}) for i in range(len(rows))]
+        started = time.perf_counter()
+        table = self.table(rows, base_dir)
+        timing = {"preprocess": time.perf_counter() - started, "forward": 0.0}
+        size = 256
+        chunks = [table.subset(list(range(i, min(i + size, len(table))))) for i in range(0, len(table), size)]
+        outputs, kept_rows = [], []
+        for split in self._prepared(chunks or [table], on_error, timing):
+            outputs.append(self.outputs(split, size, timing=timing))
+            kept_rows += split.rows
+        started = time.perf_counter()
+        results = [self.describe(row) for row in torch.cat(outputs)]
+        if len(kept_rows) != len(rows):
+            kept = dict(zip(kept_rows, results, strict=True))  # rows dropped by on_error=skip get None
+            results = [kept.get(i + 1, {"prediction": None, "skipped": True}) for i in range(len(rows))]
+        timing["postprocess"] = time.perf_counter() - started
+        self.last_timing = timing
+        return results
+
+    def _prepared(self, tables: list[Table], on_error: str, timing: dict[str, float]) -> Iterator[Split]:
+        """The tables prepared in turn. With several, each is read and decoded on a thread while the
+        caller runs the network on the one before (decoders and torch release the GIL);
+        timing["preprocess"] counts only the wait."""
+        if len(tables) == 1:
+            started = time.perf_counter()
+            split = self.prepare(tables[0], on_error)
+            timing["preprocess"] += time.perf_counter() - started
+            yield split
+            return
+        with ThreadPoolExecutor(max_workers=1) as ahead:
+            pending = ahead.submit(self.prepare, tables[0], on_error)
+            for following in [*tables[1:], None]:
+                started = time.perf_counter()
+                split = pending.result()
+                if following is not None:
+                    pending = ahead.submit(self.prepare, following, on_error)
+                timing["preprocess"] += time.perf_counter() - started
+                yield split
 
     # ------------------------------------------------------------------------------- embeddings
     @torch.no_grad()

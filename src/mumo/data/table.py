@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ class Table:
     def row_number(self, index: int) -> int:
         return self.numbers[index] if self.numbers is not None else index + 1
 
-    @property
+    @cached_property
     def columns(self) -> list[str]:
         return [str(c) for c in self.frame.columns]
 
@@ -36,7 +37,7 @@ class Table:
         return len(self.frame)
 
     def values(self, column: str) -> list[Any]:
-        return list(self.frame[column])
+        return self.frame[column].tolist()
 
     def subset(self, rows: list[int]) -> Table:
         numbers = [self.row_number(r) for r in rows]
@@ -94,8 +95,18 @@ def read_table(path: str | Path) -> Table:
 
 def clean_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Object columns of plain Python cells with None for empty ones (pandas would turn None into NaN)."""
-    columns = {str(c).strip(): pd.Series([_clean(v) for v in frame[c]], dtype=object) for c in frame.columns}
-    return pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
+    return _object_frame({str(c).strip(): [_clean(v) for v in frame[c]] for c in frame.columns}, len(frame))
+
+
+def frame_from_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """clean_frame for rows given as dicts (the Python API and the server): the columns in first-seen
+    order, a key missing from a row is an empty cell."""
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    return _object_frame({str(n).strip(): [_clean(row.get(n)) for row in rows] for n in names}, len(rows))
+
+
+def _object_frame(columns: dict[str, list[Any]], length: int) -> pd.DataFrame:
+    return pd.DataFrame(columns, dtype=object, index=pd.RangeIndex(length))
 
 
 def _check_header(path: Path, delimiter: str) -> None:
