@@ -400,12 +400,21 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench_setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (a few minutes)")
     p.add_argument("--json", default="runs/bench.json", help="where to write the results (JSON)")
+    p.add_argument(
+        "--markdown",
+        help="also write the table as Markdown: into this file between its '<!-- bench -->' and "
+        "'<!-- /bench -->' lines (BENCHMARKS.md), or as a new file",
+    )
 
 
 def _bench(args: argparse.Namespace) -> int:
     from mumo.bench import run_bench
 
-    run_bench(quick=args.quick, json_path=Path(args.json))
+    run_bench(
+        quick=args.quick,
+        json_path=Path(args.json),
+        markdown_path=Path(args.markdown) if args.markdown else None,
+    )
     return 0
 
 
@@ -417,7 +426,11 @@ COMMANDS: dict[str, Command] = {
     "predict": (_predict_setup, _predict, "predict with a run, on a manifest or one item"),
     "embed": (_embed_setup, _embed, "write a contrastive run's embeddings of one column"),
     "compare": (_compare_setup, _compare, "train one model per fusion (and per input) on the same splits"),
-    "bench": (_bench_setup, _bench, "measure mumo against plain PyTorch and sentence-transformers here"),
+    "bench": (
+        _bench_setup,
+        _bench,
+        "measure mumo against plain PyTorch, Pillow/soundfile and sentence-transformers here",
+    ),
     "demo": (_demo_setup, _demo, "the built-in demo: fused vs single-modality models on builtin:shapes"),
 }
 DATA_COMMANDS: dict[str, Command] = {

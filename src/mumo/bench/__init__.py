@@ -1,0 +1,130 @@
+"""`mumo bench`: mumo against the bare libraries it is built on, on this machine. Prints a table, writes JSON.
+
+Every measurement is a row `{"mumo": rate, "reference": rate, "unit", "against", "ratio", "goal", ...}`
+under a key naming what is measured (`train/small`, `data/image_jpeg`, `infer/medium`, ...); ratio is
+mumo / reference, so above 1 means mumo is faster. What each reference is:
+
+- train/*: a minimal hand-written PyTorch loop (mumo.bench.training);
+- data/*: bare Pillow / soundfile decode of the same files, one core (mumo.bench.data);
+- infer/*: the raw network forward on batches already stacked into tensors (mumo.bench.inference);
+- embed/minilm: sentence-transformers' encode (mumo.bench.embedding).
+
+Search and server measurements come with the issues that build those parts.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from mumo.bench.common import console, epoch_seconds
+from mumo.modalities.base import write_json, write_text
+
+__all__ = ["console", "epoch_seconds", "run_bench", "show"]
+
+
+def run_bench(
+    quick: bool = False, json_path: Path | None = None, markdown_path: Path | None = None
+) -> dict[str, Any]:
+    """Every measurement in turn (a few minutes with quick=True, about 20 without)."""
+    from mumo.bench.data import data_pipeline
+    from mumo.bench.embedding import embed_minilm
+    from mumo.bench.inference import inference
+    from mumo.bench.training import digits_config, shapes_config, train_overhead
+
+    results: dict[str, Any] = {
+        "machine": {"torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "quick": quick,
+    }
+    epochs, rounds = (3, 2) if quick else (5, 4)
+    with tempfile.TemporaryDirectory(prefix="mumo-bench-") as tmp:
+        work = Path(tmp)
+        models = {}
+        for name, raw in (
+            ("small", digits_config(work)),
+            ("medium", shapes_config(work, 600 if quick else 2000)),
+        ):
+            console.print(f"training overhead: {name} model")
+            results[f"train/{name}"], models[name] = train_overhead(name, raw, work, epochs, rounds)
+        for name, model in models.items():
+            console.print(f"inference: {name} model")
+            results[f"infer/{name}"] = inference(model, repeats=2 if quick else 4)
+        console.print("data pipeline: decode + preprocess, one core")
+        results.update(data_pipeline(work / "files", 60 if quick else 200))
+    console.print("text embedding: all-MiniLM-L6-v2")
+    results["embed/minilm"] = embed_minilm(512 if quick else 2000)
+    show(results)
+    if json_path is not None:
+        write_json(json_path, results)
+        console.print(f"wrote {json_path}")
+    if markdown_path is not None:
+        write_markdown(markdown_path, results)
+        console.print(f"wrote the table into {markdown_path}")
+    return results
+
+
+def show(results: dict[str, Any], out: Console = console) -> None:
+    """The table: one line per measurement with its ratio and goal, then the notes (latency splits)."""
+    table = RichTable(title="mumo bench (this machine)")
+    for column in ("measure", "mumo", "reference", "ratio", "goal", "met"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    notes = []
+    for key, row in results.items():
+        if not isinstance(row, dict) or "ratio" not in row:
+            continue
+        goal = row.get("goal")
+        table.add_row(
+            f"{key}: {row['what']} vs {row['against']}",
+            f"{row['mumo']:,.0f} {row['unit']}",
+            f"{row['reference']:,.0f} {row['unit']}",
+            f"{row['ratio']:.2f}",
+            f">= {goal:.2f}" if goal else "",
+            ("yes" if row["ratio"] >= goal else "no") if goal else "",
+        )
+        notes += [f"{key}: {note}" for note in row.get("notes", [])]
+    out.print(table)
+    for note in notes:
+        out.print(f"  {note}")
+
+
+START, END = "<!-- bench -->", "<!-- /bench -->"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The table and notes as Markdown, with how they were made."""
+    lines = [
+        f"`mumo bench{' --quick' if results.get('quick') else ''}`, torch {results['machine']['torch']}, "
+        f"{results['machine']['torch_threads']} threads. Ratio = mumo / reference (above 1: mumo is faster).",
+        "",
+        "| measure | mumo | reference | ratio | goal | met |",
+        "|---|---:|---:|---:|---:|:---:|",
+    ]
+    notes = []
+    for key, row in results.items():
+        if not isinstance(row, dict) or "ratio" not in row:
+            continue
+        goal = row.get("goal")
+        met = ("yes" if row["ratio"] >= goal else "**no**") if goal else ""
+        lines.append(
+            f"| `{key}` {row['what']} vs {row['against']} | {row['mumo']:,.0f} {row['unit']} "
+            f"| {row['reference']:,.0f} {row['unit']} | {row['ratio']:.2f} | {f'>= {goal:.2f}' if goal else ''} | {met} |"
+        )
+        notes += [f"- `{key}`: {note}" for note in row.get("notes", [])]
+    return "\n".join([*lines, "", *notes])
+
+
+def write_markdown(path: Path, results: dict[str, Any]) -> None:
+    """Replace the block between the markers in an existing file (BENCHMARKS.md), or write a new file."""
+    block = f"{START}\n{markdown(results)}\n{END}"
+    text = path.read_text() if path.is_file() else ""
+    if START in text and END in text:
+        before, rest = text.split(START, 1)
+        text = before + block + rest.split(END, 1)[1]
+    else:
+        text = block + "\n"
+    write_text(path, text)
