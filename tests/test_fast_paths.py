@@ -150,3 +150,19 @@ def test_markdown_table_replaces_only_its_block(tmp_path: Path) -> None:
     fresh = tmp_path / "new.md"
     write_markdown(fresh, results)
     assert fresh.read_text().startswith(START) and fresh.read_text().endswith(END + "\n")
+
+
+def test_audio_decodes_only_the_seconds_it_keeps(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from mumo.modalities.audio import read_audio
+
+    rng = np.random.default_rng(0)
+    stereo = rng.normal(0, 0.1, (22050 * 3, 2)).astype(np.float32)
+    sf.write(tmp_path / "clip.wav", stereo, 22050)
+    whole, rate = read_audio(tmp_path / "clip.wav")
+    start, same_rate = read_audio(tmp_path / "clip.wav", max_seconds=1.5)
+    assert rate == same_rate == 22050
+    assert len(whole) == 3 * 22050 and len(start) == int(1.5 * 22050)
+    np.testing.assert_allclose(start, whole[: len(start)], atol=1e-6)
+    np.testing.assert_allclose(whole, stereo.mean(axis=1), atol=1e-4)  # 16-bit WAV: mono is the mean

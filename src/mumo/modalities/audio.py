@@ -28,16 +28,20 @@ from mumo.modalities.base import (
 from mumo.modalities.image import ConvNet, output_side, resolve
 
 
-def read_audio(path: Path) -> tuple[np.ndarray, int]:
-    """Decode WAV/FLAC/OGG/MP3 to mono float32 samples and their rate."""
+def read_audio(path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode WAV/FLAC/OGG/MP3 to mono float32 samples and their rate; with max_seconds, only the
+    beginning of a longer file is decoded."""
     try:
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as source:
+            rate = int(source.samplerate)
+            frames = -1 if max_seconds is None else int(math.ceil(max_seconds * rate))
+            samples = source.read(frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
         raise CellError(f"cannot decode audio {path.name} ({reason})") from None
     if samples.shape[0] == 0:
         raise CellError(f"audio file {path.name} has no samples")
-    return samples.mean(axis=1), int(rate)
+    return (samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)), rate
 
 
 def resample(wave: Tensor, orig_rate: int, new_rate: int) -> Tensor:
@@ -78,10 +82,19 @@ def log_mel(wave: Tensor, sample_rate: int, options: AudioOptions) -> Tensor:
     n_fft = 2 ** math.ceil(math.log2(win))
     if wave.shape[-1] < n_fft:
         wave = torch.nn.functional.pad(wave, (0, n_fft - wave.shape[-1]))
-    spec = torch.stft(wave, n_fft, hop, win, torch.hann_window(win), center=True, return_complex=True)
-    power = spec.abs().pow(2)  # (F, T)
-    mel = mel_filterbank(n_fft, options.n_mels, sample_rate).T @ power  # (n_mels, T)
-    return torch.log(mel + 1e-6)
+    spec = torch.stft(wave, n_fft, hop, win, _hann(win), center=True, return_complex=True)
+    power = torch.view_as_real(spec).square().sum(-1)  # (F, T) |X|^2, without a square root
+    return torch.log(_mel_rows(n_fft, options.n_mels, sample_rate) @ power + 1e-6)  # (n_mels, T)
+
+
+@lru_cache(maxsize=8)
+def _hann(length: int) -> Tensor:
+    return torch.hann_window(length)
+
+
+@lru_cache(maxsize=8)
+def _mel_rows(n_fft: int, n_mels: int, sample_rate: int) -> Tensor:
+    return mel_filterbank(n_fft, n_mels, sample_rate).T.contiguous()  # (n_mels, F)
 
 
 @PROCESSORS.register("audio")
@@ -113,8 +126,8 @@ class AudioProcessor(Processor):
             self.max_seconds = float(min(10.0, max(0.25, longest)))
 
     def load(self, cell: Any, base_dir: Path) -> np.ndarray:
-        samples, rate = read_audio(resolve(cell, base_dir))
-        wave = torch.from_numpy(samples[: int(math.ceil(self.max_seconds * rate))])
+        samples, rate = read_audio(resolve(cell, base_dir), self.max_seconds)
+        wave = torch.from_numpy(samples)
         wave = resample(wave, rate, self.sample_rate)
         return log_mel(wave, self.sample_rate, self.options).numpy()  # (n_mels, T)
 

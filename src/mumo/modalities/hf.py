@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import math
 import re
 import warnings
 from collections.abc import Iterator
@@ -288,8 +287,8 @@ class HFAudioProcessor(HFProcessor):
         self.seconds = float(min(self.options.max_seconds, max(seconds, default=self.options.max_seconds)))
 
     def load(self, cell: Any, base_dir: Path) -> np.ndarray:
-        samples, rate = read_audio(resolve(cell, base_dir))
-        wave = resample(torch.from_numpy(samples[: int(math.ceil(self.seconds * rate))]), rate, self.rate)
+        samples, rate = read_audio(resolve(cell, base_dir), self.seconds)
+        wave = resample(torch.from_numpy(samples), rate, self.rate)
         length = max(1, round(self.seconds * self.rate))
         out = np.zeros(length, np.float32)
         out[: min(length, wave.shape[0])] = wave[:length].numpy()
