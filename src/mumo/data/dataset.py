@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,8 @@ class Collate:
     """Builds a Batch from row indices: processors stack their items (and augment when training).
 
     Columns whose processor has `fixed_rows` (numbers, categories), the presence masks and the targets
-    are stacked once for the whole split, so a batch of them is one index operation.
+    are stacked once for the whole split, side by side in one tensor per dtype: a batch of them is a
+    few index operations and views, however many such columns a table has.
     """
 
     def __init__(
@@ -51,24 +53,56 @@ class Collate:
     ) -> None:
         self.processors, self.train = processors, train
         self.items = {c: split.items.get(c, [None] * len(split)) for c in processors}
-        self.presence = {
-            c: torch.tensor([item is not None for item in items], dtype=torch.bool)
-            for c, items in self.items.items()
-        }
-        self.whole = {c: p.collate(self.items[c], False) for c, p in processors.items() if p.fixed_rows}
+        whole: dict[tuple[str, str], Tensor] = {}
+        for column, items in self.items.items():
+            whole[column, ""] = torch.tensor([item is not None for item in items], dtype=torch.bool)
+            if processors[column].fixed_rows:
+                for key, tensor in processors[column].collate(items, False).items():
+                    whole[column, key] = tensor
+        self.side_by_side = SideBySide(whole, len(split))
+        self.stacked = {c: [key for (column, key) in whole if column == c and key] for c in processors}
         self.targets = target.stack(split.targets) if target is not None else None
 
     def __call__(self, indices: list[int]) -> Batch:
         index = torch.as_tensor(indices, dtype=torch.long)
+        taken = self.side_by_side.take(index)
         inputs = {}
         for column, processor in self.processors.items():
-            whole = self.whole.get(column)
-            if whole is not None:
-                inputs[column] = {k: v[index] for k, v in whole.items()}
+            if self.stacked[column]:
+                inputs[column] = {key: taken[column, key] for key in self.stacked[column]}
             else:
                 inputs[column] = processor.collate([self.items[column][i] for i in indices], self.train)
-        presence = {c: mask[index] for c, mask in self.presence.items()}
+        presence = {c: taken[c, ""] for c in self.processors}
         return Batch(inputs, presence, self.targets[index] if self.targets is not None else None)
+
+
+class SideBySide:
+    """Tensors with the same first dimension, kept as one (N, width) tensor per dtype; take(rows) indexes
+    each block once and hands every tensor back as a view of its slice."""
+
+    def __init__(self, tensors: dict[Any, Tensor], rows: int) -> None:
+        self.slices: dict[Any, tuple[torch.dtype, int, int, tuple[int, ...]]] = {}
+        parts: dict[torch.dtype, list[Tensor]] = {}
+        widths: dict[torch.dtype, int] = {}
+        for name, tensor in tensors.items():
+            flat = tensor.reshape(rows, math.prod(tensor.shape[1:]))
+            start = widths.get(tensor.dtype, 0)
+            widths[tensor.dtype] = start + flat.shape[1]
+            parts.setdefault(tensor.dtype, []).append(flat)
+            self.slices[name] = (tensor.dtype, start, start + flat.shape[1], tuple(tensor.shape[1:]))
+        self.blocks = {dtype: torch.cat(group, dim=1) for dtype, group in parts.items()}
+
+    def take(self, index: Tensor) -> dict[Any, Tensor]:
+        blocks = {dtype: block[index] for dtype, block in self.blocks.items()}
+        taken = {}
+        for name, (dtype, start, end, shape) in self.slices.items():
+            if not shape:  # (N,): one column of the block
+                taken[name] = blocks[dtype][:, start]
+            elif len(shape) == 1:  # (N, width): already the block's slice
+                taken[name] = blocks[dtype][:, start:end]
+            else:
+                taken[name] = blocks[dtype][:, start:end].reshape(len(index), *shape)
+        return taken
 
 
 def make_batch(
