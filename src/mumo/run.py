@@ -227,9 +227,13 @@ class Model:
         table = self.table(rows, base_dir)
         timing = {"preprocess": time.perf_counter() - started, "forward": 0.0}
         size = 256
-        chunks = [table.subset(list(range(i, min(i + size, len(table))))) for i in range(0, len(table), size)]
+        chunks = [table]
+        if len(table) > size:
+            chunks = [
+                table.subset(list(range(i, min(i + size, len(table))))) for i in range(0, len(table), size)
+            ]
         outputs, kept_rows = [], []
-        for split in self._prepared(chunks or [table], on_error, timing):
+        for split in self._prepared(chunks, on_error, timing):
             outputs.append(self.outputs(split, size, timing=timing))
             kept_rows += split.rows
         started = time.perf_counter()

@@ -205,7 +205,7 @@ def _decode_column(
         except CellError as err:
             return None, str(err)
 
-    if processor.kind not in FILE_KINDS:
+    if processor.kind not in FILE_KINDS or len(cells) < 8:  # a pool costs more than a few files
         return [one(cell) for cell in cells]
     out: list[tuple[Any, str | None]] = []
     ticks = progress(label, len(cells)) if progress is not None else None
