@@ -382,3 +382,11 @@ def test_eval_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     result = run_cli("eval", str(folder))
     assert result.returncode == 2
     error_line(result.stderr, str(folder))
+
+
+def test_bench_refuses_a_folder_as_output_before_measuring(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = cli(capsys, "bench", "--quick", "--markdown", str(tmp_path))
+    assert code == 2
+    assert err.strip() == f"mumo: error: --markdown: {tmp_path} is a folder; give a file path"

@@ -410,6 +410,9 @@ def _bench_setup(p: argparse.ArgumentParser) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from mumo.bench import run_bench
 
+    for flag, value in (("--json", args.json), ("--markdown", args.markdown)):
+        if value and Path(value).is_dir():  # fail now, not after ten minutes of measuring
+            raise MumoError(f"{flag}: {value} is a folder; give a file path")
     run_bench(
         quick=args.quick,
         json_path=Path(args.json),

@@ -68,15 +68,24 @@ def run_bench(
     return results
 
 
+START, END = "<!-- bench -->", "<!-- /bench -->"
+SECTIONS = ("train", "data", "infer", "embed", "search", "serve")
+
+
+def measurements(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The measurement rows in section order (training first), whatever order the JSON kept."""
+    rows = [(k, v) for k, v in results.items() if isinstance(v, dict) and "ratio" in v]
+    order = {name: i for i, name in enumerate(SECTIONS)}
+    return sorted(rows, key=lambda kv: (order.get(kv[0].split("/")[0], len(order)), kv[0]))
+
+
 def show(results: dict[str, Any], out: Console = console) -> None:
     """The table: one line per measurement with its ratio and goal, then the notes (latency splits)."""
     table = RichTable(title="mumo bench (this machine)")
     for column in ("measure", "mumo", "reference", "ratio", "goal", "met"):
         table.add_column(column, justify="left" if column == "measure" else "right")
     notes = []
-    for key, row in results.items():
-        if not isinstance(row, dict) or "ratio" not in row:
-            continue
+    for key, row in measurements(results):
         goal = row.get("goal")
         table.add_row(
             f"{key}: {row['what']} vs {row['against']}",
@@ -92,9 +101,6 @@ def show(results: dict[str, Any], out: Console = console) -> None:
         out.print(f"  {note}")
 
 
-START, END = "<!-- bench -->", "<!-- /bench -->"
-
-
 def markdown(results: dict[str, Any]) -> str:
     """The table and notes as Markdown, with how they were made."""
     lines = [
@@ -105,9 +111,7 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|:---:|",
     ]
     notes = []
-    for key, row in results.items():
-        if not isinstance(row, dict) or "ratio" not in row:
-            continue
+    for key, row in measurements(results):
         goal = row.get("goal")
         met = ("yes" if row["ratio"] >= goal else "**no**") if goal else ""
         lines.append(
