@@ -1,6 +1,6 @@
 """The speed-ups measured by `mumo bench` change no result: batches taken from a split stacked once,
-chunked predict with decoding a chunk ahead, the fused optimizer, JPEG draft decoding, rows to a frame
-without a second pass; and the bench's Markdown table lands between its markers."""
+chunked predict, the fused optimizer, JPEG draft decoding, rows to a frame without a second pass,
+numeric columns loaded inline; and the bench's Markdown table lands between its markers."""
 
 from __future__ import annotations
 
@@ -166,3 +166,14 @@ def test_audio_decodes_only_the_seconds_it_keeps(tmp_path: Path) -> None:
     assert len(whole) == 3 * 22050 and len(start) == int(1.5 * 22050)
     np.testing.assert_allclose(start, whole[: len(start)], atol=1e-6)
     np.testing.assert_allclose(whole, stereo.mean(axis=1), atol=1e-4)  # 16-bit WAV: mono is the mean
+
+
+def test_numeric_column_loads_like_cell_by_cell() -> None:
+    from mumo.modalities.tabular import NumericProcessor
+
+    cells = [1.5, -2, True, "3", " 4.5 ", "abc", "nan", "inf", "1e400", None, float("nan"), np.float64(2.0)]
+    cells += [np.float32(0.5), [1], ""]
+    processor = NumericProcessor("x")
+    processor.fit(cells, Path("."))
+    assert processor.load_many(cells, Path(".")) == [processor.load_cell(c, Path(".")) for c in cells]
+    assert processor.load_many(["abc"], Path(".")) == [(None, "'abc' is not a number")]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,37 +232,20 @@ class Model:
                 table.subset(list(range(i, min(i + size, len(table))))) for i in range(0, len(table), size)
             ]
         outputs, kept_rows = [], []
-        for split in self._prepared(chunks, on_error, timing):
+        for chunk in chunks:  # decoded a chunk at a time: memory stays bounded on a large input
+            started = time.perf_counter()
+            split = self.prepare(chunk, on_error)
+            timing["preprocess"] += time.perf_counter() - started
             outputs.append(self.outputs(split, size, timing=timing))
             kept_rows += split.rows
         started = time.perf_counter()
-        results = [self.describe(row) for row in torch.cat(outputs)]
+        results = [self.describe(row) for row in torch.cat(outputs).tolist()]
         if len(kept_rows) != len(rows):
             kept = dict(zip(kept_rows, results, strict=True))  # rows dropped by on_error=skip get None
             results = [kept.get(i + 1, {"prediction": None, "skipped": True}) for i in range(len(rows))]
         timing["postprocess"] = time.perf_counter() - started
         self.last_timing = timing
         return results
-
-    def _prepared(self, tables: list[Table], on_error: str, timing: dict[str, float]) -> Iterator[Split]:
-        """The tables prepared in turn. With several, each is read and decoded on a thread while the
-        caller runs the network on the one before (decoders and torch release the GIL);
-        timing["preprocess"] counts only the wait."""
-        if len(tables) == 1:
-            started = time.perf_counter()
-            split = self.prepare(tables[0], on_error)
-            timing["preprocess"] += time.perf_counter() - started
-            yield split
-            return
-        with ThreadPoolExecutor(max_workers=1) as ahead:
-            pending = ahead.submit(self.prepare, tables[0], on_error)
-            for following in [*tables[1:], None]:
-                started = time.perf_counter()
-                split = pending.result()
-                if following is not None:
-                    pending = ahead.submit(self.prepare, following, on_error)
-                timing["preprocess"] += time.perf_counter() - started
-                yield split
 
     # ------------------------------------------------------------------------------- embeddings
     @torch.no_grad()
@@ -388,8 +370,8 @@ class Model:
             "only": {c: score([o for o in columns if o != c]) for c in columns},
         }
 
-    def describe(self, output: Tensor) -> dict[str, Any]:
-        values = [float(v) for v in output]
+    def describe(self, values: list[float]) -> dict[str, Any]:
+        """One row's task outputs as the result dict predict() returns."""
         if self.task.name == "matching":
             if math.isnan(values[0]):
                 return {"prediction": None, "match_probability": None}

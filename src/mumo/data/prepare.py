@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -196,17 +197,9 @@ def _decode_column(
     label: str,
 ) -> list[tuple[Any, str | None]]:
     """(decoded value or None, error or None) per cell; file columns decode on a thread pool."""
-
-    def one(cell: Any) -> tuple[Any, str | None]:
-        if cell is None:
-            return None, None
-        try:
-            return processor.load(cell, base_dir), None
-        except CellError as err:
-            return None, str(err)
-
     if processor.kind not in FILE_KINDS or len(cells) < 8:  # a pool costs more than a few files
-        return [one(cell) for cell in cells]
+        return processor.load_many(cells, base_dir)
+    one = partial(processor.load_cell, base_dir=base_dir)
     out: list[tuple[Any, str | None]] = []
     ticks = progress(label, len(cells)) if progress is not None else None
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:

@@ -54,6 +54,13 @@ def is_empty(value: Any) -> bool:
 
 
 def _clean(value: Any) -> Any:
+    kind = type(value)  # the common cells first: this runs once per cell of every table
+    if kind is float:
+        return None if value != value else value  # NaN is empty
+    if kind is int or kind is bool:
+        return value
+    if kind is str:
+        return value.strip() or None
     if is_empty(value):
         return None
     if isinstance(value, str):
@@ -124,6 +131,8 @@ def _check_header(path: Path, delimiter: str) -> None:
 
 def as_number(value: Any) -> float | None:
     """A cell as a finite float, or None if it is not a number."""
+    if type(value) is float:  # the common case, first
+        return value if math.isfinite(value) else None
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, int | float):

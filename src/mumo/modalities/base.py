@@ -52,6 +52,19 @@ class Processor:
         """Decode one cell; raise CellError with a short reason when it is bad."""
         raise NotImplementedError
 
+    def load_cell(self, cell: Any, base_dir: Path) -> tuple[Any, str | None]:
+        """(decoded item, None), (None, why it is bad), or (None, None) for an absent cell."""
+        if cell is None:
+            return None, None
+        try:
+            return self.load(cell, base_dir), None
+        except CellError as err:
+            return None, str(err)
+
+    def load_many(self, cells: list[Any], base_dir: Path) -> list[tuple[Any, str | None]]:
+        """load_cell for a whole column (a processor may do it faster than cell by cell)."""
+        return [self.load_cell(cell, base_dir) for cell in cells]
+
     def finish(self, items: list[Any]) -> None:
         """Statistics that need decoded train items (e.g. normalization)."""
 

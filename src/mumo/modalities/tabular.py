@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,24 @@ class NumericProcessor(Processor):
         if number is None:
             raise CellError(f"{cell!r} is not a number")
         return (number - self.mean) / self.std
+
+    def load_many(self, cells: list[Any], base_dir: Path) -> list[tuple[Any, str | None]]:
+        """load_cell for each cell, with finite floats and numeric text (most cells) done inline."""
+        mean, std = self.mean, self.std
+        out: list[tuple[Any, str | None]] = []
+        for cell in cells:
+            kind = type(cell)
+            number = cell if kind is float else math.nan
+            if kind is str:
+                try:
+                    number = float(cell)
+                except ValueError:
+                    pass
+            if number - number == 0.0:  # finite
+                out.append(((number - mean) / std, None))
+            else:  # absent, not a number, inf/nan, other types: the general path and its message
+                out.append(self.load_cell(cell, base_dir))
+        return out
 
     def collate(self, items: list[Any | None], train: bool) -> dict[str, Tensor]:
         values = [0.0 if item is None else item for item in items]
