@@ -4,6 +4,7 @@ numeric columns loaded inline; and the bench's Markdown table lands between its 
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -177,3 +178,25 @@ def test_numeric_column_loads_like_cell_by_cell() -> None:
     processor.fit(cells, Path("."))
     assert processor.load_many(cells, Path(".")) == [processor.load_cell(c, Path(".")) for c in cells]
     assert processor.load_many(["abc"], Path(".")) == [(None, "'abc' is not a number")]
+
+
+@pytest.mark.parametrize("rate", [44100, 22050, 48000, 8000, 11025])
+def test_polyphase_resampling_matches_the_spectral_method(rate: int) -> None:
+    from mumo.modalities.audio import _resample_fft, resample
+
+    t = torch.arange(rate * 2, dtype=torch.float64) / rate
+    tone = torch.sin(2 * math.pi * 1000 * t).float()
+    fast = resample(tone, rate, 16000)
+    exact = _resample_fft(tone, round(len(tone) * 16000 / rate))  # cuts the spectrum: no aliasing at all
+    assert fast.shape == exact.shape
+    assert (fast[400:-400] - exact[400:-400]).abs().max() < 2e-3
+    if rate > 16000:  # a tone above the new Nyquist frequency is filtered out, not folded back
+        high = torch.sin(2 * math.pi * 12000 * t).float()
+        assert resample(high, rate, 16000)[400:-400].abs().max() < 0.05
+
+
+def test_awkward_rate_ratio_falls_back_to_the_spectral_method() -> None:
+    from mumo.modalities.audio import _resample_fft, resample
+
+    wave = torch.randn(44056)
+    assert torch.equal(resample(wave, 44056, 16000), _resample_fft(wave, 16000))
