@@ -32,7 +32,7 @@ format: install
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-# Speed: `mumo bench` (about 10 min) writes benchmarks/results/bench.json and its table into BENCHMARKS.md.
+# Speed: `mumo bench` (about 8 min) writes benchmarks/results/bench.json and its table into BENCHMARKS.md.
 # Quality: each script prints a table, writes benchmarks/results/*.json and exits 1 when its goal is
 # missed (`-` lets the others run); over an hour in all.
 bench: install
