@@ -52,7 +52,7 @@ def pretrained(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         "--set",
         "model.dim=32",
         "--set",
-        "train.epochs=6",
+        "train.epochs=10",
         "--set",
         "train.batch_size=32",
         "--set",
@@ -73,7 +73,8 @@ def test_pretrain_writes_retrieval_metrics_and_examples(pretrained: Path) -> Non
         for key in RETRIEVAL_KEYS:
             value = metrics[split][key]
             assert (1 <= value <= 20) if key.endswith("median_rank") else (0 <= value <= 1)
-    # 20 test pairs: chance recall@5 is 0.25; six epochs on 160 pairs learn colour and shape words.
+    # 20 test pairs: chance recall@5 is 0.25; ten epochs on 160 pairs learn colour and shape words (0.75-0.8 in
+    # repeated runs here; six epochs gave 0.3-0.75 from run to run, too close to the bar).
     assert metrics["test"]["caption_to_image/recall@5"] > 0.4, metrics["test"]
     report = (pretrained / "report.html").read_text()
     assert "Example queries" in report and "data:image/png;base64" in report
