@@ -8,7 +8,6 @@ Prints a table and writes JSON.  Usage: python -m benchmarks.baselines [--json F
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -17,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from mumo.modalities.base import write_json
 
 Dataset = tuple[pd.DataFrame, np.ndarray, str]  # table (inputs + target), raw feature matrix, task
 
@@ -130,8 +131,7 @@ def main() -> None:
     for r in results:
         print(f"{r['dataset']:24} {r['rows']:>5} {r['metric']:>8} {r['mumo']:>8.4f} {r['baseline']:>9.4f} "
               f"{'yes' if r['mumo_beats_baseline'] else 'NO':>6} {r['mumo_seconds']:>7.0f}")  # fmt: skip
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2))
+    write_json(Path(args.json), results)  # atomic: a temp file, then rename
 
 
 if __name__ == "__main__":

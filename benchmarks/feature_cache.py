@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import mumo
+from benchmarks.common import save
 from mumo.bench import epoch_seconds
 from mumo.data.builtin import materialize
-from mumo.modalities.base import write_json
 
 GOAL = 5.0
 
@@ -93,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mumo-feature-cache-") as tmp:
         result = run(args.n, args.epochs, Path(tmp))
     show(result)
-    write_json(Path(args.json), result)  # atomic: a temp file, then rename
-    print(f"wrote {args.json}")
-    return 0 if result["met"] else 1
+    return save(result, args.json, result["met"])
 
 
 if __name__ == "__main__":

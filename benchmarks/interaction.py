@@ -18,11 +18,11 @@ from typing import Any
 
 import pandas as pd
 
+from benchmarks.common import save
 from mumo.compare import compare
 from mumo.config import build_config
 from mumo.data.builtin import materialize
 from mumo.fusion import FUSIONS
-from mumo.modalities.base import write_json
 
 GOAL = 0.90
 
@@ -115,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mumo-interaction-") as tmp:
         result = run(args.n, args.epochs, args.fusions.split(","), Path(tmp))
-    write_json(Path(args.json), result)  # atomic: a temp file, then rename
-    print(f"wrote {args.json}")
-    return 0 if result["met"] else 1
+    return save(result, args.json, result["met"])
 
 
 if __name__ == "__main__":

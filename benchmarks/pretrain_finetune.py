@@ -20,8 +20,8 @@ from typing import Any
 import pandas as pd
 
 import mumo
+from benchmarks.common import save
 from mumo.data.builtin import materialize
-from mumo.modalities.base import write_json
 
 
 def run(n: int, fraction: float, work: Path, pretrain_epochs: int = 15, epochs: int = 15) -> dict[str, Any]:
@@ -92,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mumo-pretrain-") as tmp:
         result = run(args.n, args.fraction, Path(tmp))
     show(result)
-    write_json(Path(args.json), result)  # atomic: a temp file, then rename
-    print(f"wrote {args.json}")
-    return 0 if result["met"] else 1
+    return save(result, args.json, result["met"])
 
 
 if __name__ == "__main__":

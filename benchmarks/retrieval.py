@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 
 import mumo
+from benchmarks.common import save
 from mumo.data.builtin import materialize
 from mumo.data.shapes import ShapeItem, query_for
 from mumo.data.table import read_table
 from mumo.metrics import retrieval_metrics
-from mumo.modalities.base import write_json
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 QUERY_STREAM = 9  # a random stream the dataset's own captions (stream 3) never use
@@ -123,9 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mumo-retrieval-") as tmp:
         result = run(args.n, args.epochs, Path(tmp), tuple(args.variants.split(",")))
-    write_json(Path(args.json), result)  # atomic: a temp file, then rename
-    print(f"wrote {args.json}")
-    return 0 if all(result["goals"].values()) else 1
+    return save(result, args.json, all(result["goals"].values()))
 
 
 if __name__ == "__main__":
