@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from mumo.modalities.base import write_json
+from mumo.io import write_json
 
 Dataset = tuple[pd.DataFrame, np.ndarray, str]  # table (inputs + target), raw feature matrix, task
 

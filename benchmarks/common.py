@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mumo.modalities.base import write_json
+from mumo.io import write_json
 
 
 def save(result: Any, json_path: str, met: bool) -> int:

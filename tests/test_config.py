@@ -10,8 +10,8 @@ import yaml
 
 from mumo.config import (
     Config,
-    GRUEncoder,
-    TransformerEncoder,
+    GRUOptions,
+    TransformerOptions,
     build_config,
     dump_config,
     load_config,
@@ -63,19 +63,12 @@ def test_dump_then_build_round_trips_to_an_equal_config() -> None:
     text = dump_config(config)
     dumped = yaml.safe_load(text)
     # every default is written out
-    assert dumped["task"] == {
-        "type": "multilabel",
-        "label_smoothing": 0.0,
-        "pairs": None,
-        "loss": "infonce",
-        "temperature": 0.07,
-        "projection": None,
-    }
+    assert dumped["task"] == {"type": "multilabel"}  # multilabel has no options of its own
     assert dumped["data"]["text"]["max_length"] == 64
     assert dumped["model"]["encoders"]["caption"] == {"type": "gru", "layers": 2, "dropout": 0.1}
     again = build_config(dumped)
     assert again == config
-    assert isinstance(again.model.encoders["caption"], GRUEncoder)
+    assert isinstance(again.model.encoders["caption"], GRUOptions)
     assert dump_config(again) == text
 
 
@@ -174,6 +167,55 @@ def test_set_on_a_task_shorthand() -> None:
     assert raw["task"] == "classification"  # the caller's dict is not modified
 
 
+def test_task_options_exist_only_where_they_mean_something() -> None:
+    contrastive = build_config({**_minimal(), "task": {"type": "contrastive", "loss": "sigmoid"}})
+    assert yaml.safe_load(dump_config(contrastive))["task"] == {
+        "type": "contrastive",
+        "pairs": None,
+        "loss": "sigmoid",
+        "temperature": 0.07,
+        "projection": None,
+    }
+    assert _error({**_minimal(), "task": {"type": "regression", "pairs": [["a", "b"]]}}) == (
+        "task.pairs: unknown key; valid keys: type"
+    )
+    assert _error({**_minimal(), "task": {"type": "classification", "label_smoothng": 0.1}}) == (
+        "task.label_smoothng: unknown key (did you mean 'label_smoothing'?); valid keys: type, label_smoothing"
+    )
+    assert _error({**_minimal(), "task": {"type": "clasification"}}).startswith(
+        "task.type: 'clasification' is not a task; choose one of classification, contrastive, matching"
+    )
+
+
+def test_auto_task_keeps_keys_of_some_task_and_refuses_others() -> None:
+    config = build_config({**_minimal(), "task": {"label_smoothing": 0.2}})
+    assert config.task.type == "auto" and config.task.model_extra == {"label_smoothing": 0.2}
+    assert _error({**_minimal(), "task": {"smoothing": 0.2}}).startswith("task.smoothing: unknown key")
+
+
+def test_unknown_key_inside_a_tagged_union_names_the_path_and_keys() -> None:
+    """Every tag is derived from the union: `hf` was missing from a hand-written table once."""
+    raw = {**_minimal(), "model": {"encoders": {"cap": {"type": "hf", "pretrained": "x", "poolng": "mean"}}}}
+    message = _error(raw)
+    assert message.startswith(
+        "model.encoders.cap.poolng: unknown key (did you mean 'pooling'?); valid keys: type,"
+    )
+    assert "pretrained" in message
+    # a column named like an encoder type is a key, not a tag
+    raw = {**_minimal(), "model": {"encoders": {"cnn": {"type": "cnn", "chanels": [8]}}}}
+    assert _error(raw).startswith("model.encoders.cnn.chanels: unknown key (did you mean 'channels'?)")
+
+
+def test_tag_tables_are_derived_from_the_unions() -> None:
+    from mumo.config import ENCODER_OPTIONS, FUSION_OPTIONS
+
+    assert set(ENCODER_OPTIONS) == {"transformer", "gru", "cnn", "mlp", "embedding", "hf"}
+    assert set(FUSION_OPTIONS) == {"concat", "gated", "attention", "late", "lrtf", "film", "bilinear"}
+    assert all(
+        cls.__name__.endswith("Options") for cls in [*ENCODER_OPTIONS.values(), *FUSION_OPTIONS.values()]
+    )
+
+
 def test_set_on_a_value_is_an_error() -> None:
     message = _error({**_minimal(), "train": {"epochs": 3}}, {"train.epochs.x": 1})
     assert message == "train.epochs: is a value, not a section; cannot set train.epochs.x"
@@ -188,7 +230,7 @@ def test_load_config_from_yaml(tmp_path: Path) -> None:
     config = load_config(path, {"train.epochs": 2})
     assert isinstance(config, Config)
     assert config.name == "q"
-    assert config.model.encoders["cap"] == TransformerEncoder(layers=1)
+    assert config.model.encoders["cap"] == TransformerOptions(layers=1)
     assert config.train.epochs == 2
 
 

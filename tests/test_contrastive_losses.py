@@ -1,7 +1,7 @@
 """Contrastive losses against direct references, and GradCache accumulation against one big batch.
 
 The losses are checked in float64 against explicit loops (value and gradients w.r.t. both embeddings,
-the scale and the bias). GradCache is checked on a real two-column ContrastiveModel (a text transformer
+the scale and the bias). GradCache is checked on a real two-column ContrastiveNetwork (a text transformer
 and a numeric MLP, both with dropout): its loss and every parameter gradient must equal those of the
 whole batch in one pass.
 """
@@ -18,11 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mumo.config import MLPEncoder, TextOptions, TransformerEncoder
-from mumo.contrastive import ContrastiveModel, gradcache_loss, infonce_loss, sigmoid_loss
+from mumo.config import MLPOptions, TextOptions, TransformerOptions
 from mumo.data.dataset import Batch, make_batch
 from mumo.modalities.tabular import NumericMLP, NumericProcessor
 from mumo.modalities.text import TextProcessor, TextTransformer
+from mumo.tasks.contrastive import ContrastiveNetwork, infonce_loss, sigmoid_loss
+from mumo.training.gradcache import gradcache_loss
 
 DIM, PROJECTION, SIZE, SEED = 16, 8, 12, 1234
 TEXT, NUMBER = "caption", "meta.weight"  # a dotted column name exercises module_key
@@ -176,16 +177,16 @@ def processors() -> dict[str, Any]:
     return {TEXT: text, NUMBER: number}
 
 
-def build_model(processors: dict[str, Any], loss: str) -> ContrastiveModel:
+def build_network(processors: dict[str, Any], loss: str) -> ContrastiveNetwork:
     """Encoders without batch-dependent layers (LayerNorm, not BatchNorm): each row's embedding depends
     on that row alone, so chunking cannot change it. The CNN encoders are left out on purpose: BatchNorm
     statistics of a chunk differ from those of the whole batch, so GradCache is not exact for them."""
     torch.manual_seed(0)
     encoders = {
-        TEXT: TextTransformer(TransformerEncoder(layers=1, heads=2, dropout=0.2), DIM, processors[TEXT]),
-        NUMBER: NumericMLP(MLPEncoder(hidden=16, dropout=0.2), DIM, processors[NUMBER]),
+        TEXT: TextTransformer(TransformerOptions(layers=1, heads=2, dropout=0.2), DIM, processors[TEXT]),
+        NUMBER: NumericMLP(MLPOptions(hidden=16, dropout=0.2), DIM, processors[NUMBER]),
     }
-    model = ContrastiveModel(encoders, [(TEXT, NUMBER)], DIM, PROJECTION, loss=loss)
+    model = ContrastiveNetwork(encoders, [(TEXT, NUMBER)], DIM, PROJECTION, loss=loss)
     with torch.no_grad():  # move the learned scale (and bias) off their inits so their gradients are generic
         model.log_scale.fill_(math.log(5.0))
         if model.bias is not None:
@@ -218,7 +219,7 @@ def rows_of(batch: Batch, start: int, stop: int) -> Batch:
     )
 
 
-def gradients(model: ContrastiveModel) -> dict[str, Tensor]:
+def gradients(model: ContrastiveNetwork) -> dict[str, Tensor]:
     """Every parameter's gradient; a parameter autograd never reached counts as a zero gradient."""
     return {
         name: torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
@@ -226,7 +227,7 @@ def gradients(model: ContrastiveModel) -> dict[str, Tensor]:
     }
 
 
-def big_batch(model: ContrastiveModel, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+def big_batch(model: ContrastiveNetwork, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
     model.zero_grad(set_to_none=True)
     torch.manual_seed(SEED)
     loss = model(batch)
@@ -234,7 +235,9 @@ def big_batch(model: ContrastiveModel, batch: Batch) -> tuple[Tensor, dict[str, 
     return loss.detach(), gradients(model)
 
 
-def chunked_rng_batch(model: ContrastiveModel, batch: Batch, chunk: int) -> tuple[Tensor, dict[str, Tensor]]:
+def chunked_rng_batch(
+    model: ContrastiveNetwork, batch: Batch, chunk: int
+) -> tuple[Tensor, dict[str, Tensor]]:
     """The whole-batch loss with a graph, but embedding chunk by chunk: the RNG is consumed in the same
     order as by GradCache's first pass, so dropout draws the very masks GradCache uses."""
     model.zero_grad(set_to_none=True)
@@ -250,7 +253,7 @@ def backward(tensor: Tensor) -> None:
     tensor.backward()
 
 
-def gradcache(model: ContrastiveModel, batch: Batch, chunk: int) -> tuple[Tensor, dict[str, Tensor]]:
+def gradcache(model: ContrastiveNetwork, batch: Batch, chunk: int) -> tuple[Tensor, dict[str, Tensor]]:
     model.zero_grad(set_to_none=True)
     torch.manual_seed(SEED)
     loss = gradcache_loss(model, batch, chunk, backward)
@@ -291,7 +294,7 @@ def test_gradcache_matches_big_batch_eval_mode(processors: dict[str, Any], loss:
     In train mode this parity does not hold: the big batch draws dropout masks for all rows of a column
     at once, column after column, while GradCache draws them chunk after chunk, so the masks differ
     (measured: 3.88 vs 4.19 for infonce, chunk 4). Train mode is covered by the two tests below."""
-    model = build_model(processors, loss).eval()
+    model = build_network(processors, loss).eval()
     batch = build_batch(processors)
     want = big_batch(model, batch)
     assert_reaches_everything(want[1])
@@ -305,7 +308,7 @@ def test_gradcache_matches_chunked_rng_reference_train_mode(
 ) -> None:
     """Dropout on: GradCache equals one graph over the whole batch whose dropout masks were drawn chunk
     by chunk from the same seed; with one chunk (chunk >= batch size) that is plainly the big batch."""
-    model = build_model(processors, loss).train()
+    model = build_network(processors, loss).train()
     batch = build_batch(processors)
     want = chunked_rng_batch(model, batch, chunk)
     assert_reaches_everything(want[1])
@@ -322,7 +325,7 @@ def test_gradcache_replays_dropout_exactly(
     """Dropout on: the grad pass embeds every chunk exactly as the no-grad pass did (the RNG is replayed),
     so the returned loss is the loss of the grad-pass embeddings; afterwards the RNG is where one pass
     over the chunks leaves it."""
-    model = build_model(processors, loss).train()
+    model = build_network(processors, loss).train()
     batch = build_batch(processors, text_absent={2}, number_absent={7})
     embed_batch = model.embed_batch
     calls: list[tuple[bool, dict[str, Tensor]]] = []
@@ -375,7 +378,7 @@ def test_gradcache_with_absent_cells(processors: dict[str, Any], loss: str, chun
     mode) and the chunked-RNG reference (train mode), with no NaN leaking into any gradient."""
     text_absent, number_absent = ABSENT_LAYOUTS[layout]
     batch = build_batch(processors, text_absent, number_absent)
-    model = build_model(processors, loss).eval()
+    model = build_network(processors, loss).eval()
     want = big_batch(model, batch)
     assert_reaches_everything(want[1])
     assert_parity(gradcache(model, batch, chunk), want)
@@ -385,7 +388,7 @@ def test_gradcache_with_absent_cells(processors: dict[str, Any], loss: str, chun
 
 def test_absent_rows_are_left_out_of_the_loss(processors: dict[str, Any]) -> None:
     """The loss with absent rows is the loss over only the rows that have both columns."""
-    model = build_model(processors, "infonce").eval()
+    model = build_network(processors, "infonce").eval()
     batch = build_batch(processors, text_absent={1, 6}, number_absent={3, 7, 10})
     both = [i for i in range(SIZE) if i not in {1, 6, 3, 7, 10}]
     kept = Batch(
@@ -415,7 +418,7 @@ def test_fewer_than_two_pairs_gives_zero_loss(processors: dict[str, Any], loss: 
     text_absent, number_absent = UNPAIRED_LAYOUTS[layout]
     batch = build_batch(processors, text_absent, number_absent)
     assert int((batch.presence[TEXT] & batch.presence[NUMBER]).sum()) < 2
-    model = build_model(processors, loss).train()
+    model = build_network(processors, loss).train()
     loss_value, grads = big_batch(model, batch)
     assert loss_value.item() == 0.0
     assert model.log_scale.grad is not None and model.log_scale.grad.item() == 0.0
@@ -430,7 +433,7 @@ def test_fewer_than_two_pairs_gives_zero_loss(processors: dict[str, Any], loss: 
 # ------------------------------------------------------------------- batches and chunks without an input
 def test_batch_without_any_text_gives_zero_loss(processors: dict[str, Any]) -> None:
     """No row has the text column: fewer than two pairs, so the loss should be a zero, as above."""
-    model = build_model(processors, "infonce").eval()
+    model = build_network(processors, "infonce").eval()
     batch = build_batch(processors, text_absent=set(range(SIZE)))
     loss = model(batch)
     loss.backward()
@@ -440,7 +443,7 @@ def test_batch_without_any_text_gives_zero_loss(processors: dict[str, Any]) -> N
 def test_gradcache_with_a_chunk_without_text(processors: dict[str, Any]) -> None:
     """The big batch works (test_gradcache_with_absent_cells has the same layout for the number)."""
     batch = build_batch(processors, text_absent={8, 9, 10, 11})
-    model = build_model(processors, "infonce").eval()
+    model = build_network(processors, "infonce").eval()
     want = big_batch(model, batch)
     assert_parity(gradcache(model, batch, 4), want)
 
@@ -452,10 +455,10 @@ def test_gradcache_with_an_empty_chunk(processors: dict[str, Any]) -> None:
     other = NumericProcessor("other")
     other.fit(NUMBERS, Path("."))
     encoders = {
-        NUMBER: NumericMLP(MLPEncoder(hidden=16), DIM, processors[NUMBER]),
-        "other": NumericMLP(MLPEncoder(hidden=16), DIM, other),
+        NUMBER: NumericMLP(MLPOptions(hidden=16), DIM, processors[NUMBER]),
+        "other": NumericMLP(MLPOptions(hidden=16), DIM, other),
     }
-    model = ContrastiveModel(encoders, [(NUMBER, "other")], DIM, PROJECTION).eval()
+    model = ContrastiveNetwork(encoders, [(NUMBER, "other")], DIM, PROJECTION).eval()
     items = {
         NUMBER: [None if i >= 8 else processors[NUMBER].load(v, Path(".")) for i, v in enumerate(NUMBERS)],
         "other": [None if i >= 8 else other.load(v, Path(".")) for i, v in enumerate(NUMBERS)],

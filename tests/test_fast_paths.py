@@ -25,7 +25,7 @@ from mumo.training import build_optimizer
 
 
 @pytest.fixture(scope="module")
-def shapes_run(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> mumo.Model:
+def shapes_run(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> mumo.Predictor:
     """A tiny shapes model with one more input: a categorical column with absent cells."""
     folder = tmp_path_factory.mktemp("fast")
     shutil.copytree(shapes_dir, folder / "shapes")
@@ -48,7 +48,7 @@ def shapes_run(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> mu
     return run.model
 
 
-def test_collate_of_fixed_rows_equals_stacking_each_batch(shapes_run: mumo.Model) -> None:
+def test_collate_of_fixed_rows_equals_stacking_each_batch(shapes_run: mumo.Predictor) -> None:
     model = shapes_run
     split = model.prepare(read_table(model.config.data.train), with_target=True)
     assert any(p.fixed_rows for p in model.processors.values())  # weight, size_class
@@ -67,19 +67,20 @@ def test_collate_of_fixed_rows_equals_stacking_each_batch(shapes_run: mumo.Model
 
 
 def test_predict_in_chunks_matches_one_pass_and_skips_across_chunks(
-    shapes_run: mumo.Model, shapes_dir: Path
+    shapes_run: mumo.Predictor, shapes_dir: Path
 ) -> None:
     model = shapes_run
     test = pd.read_csv(shapes_dir / "test.csv").drop(columns=["label"])
     rows = pd.concat([test] * 30, ignore_index=True)  # 600 rows: three chunks of 256
-    predicted = model.predict(rows, base_dir=shapes_dir)
+    timing: dict[str, float] = {}
+    predicted = model.predict(rows, base_dir=shapes_dir, timing=timing)
     whole = model.outputs(model.prepare(model.table(rows, shapes_dir)))
     assert len(predicted) == len(rows) == len(whole)
     classes = list(predicted[0]["probabilities"])
     for got, expected in zip(predicted, whole, strict=True):
         assert [got["probabilities"][c] for c in classes] == pytest.approx(expected.tolist(), abs=1e-6)
-    assert set(model.last_timing) == {"preprocess", "forward", "postprocess"}
-    assert all(seconds >= 0 for seconds in model.last_timing.values())
+    assert set(timing) == {"preprocess", "forward", "postprocess"}
+    assert all(seconds >= 0 for seconds in timing.values())
 
     rows.loc[300, "image"] = "missing.png"  # in the second chunk
     skipped = model.predict(rows, base_dir=shapes_dir, on_error="skip")
@@ -89,7 +90,7 @@ def test_predict_in_chunks_matches_one_pass_and_skips_across_chunks(
     ]
 
 
-def test_training_logs_the_share_spent_waiting_for_data(shapes_run: mumo.Model) -> None:
+def test_training_logs_the_share_spent_waiting_for_data(shapes_run: mumo.Predictor) -> None:
     assert shapes_run.path is not None
     shares = logged(shapes_run.path, "train/data_wait_share")
     assert len(shares) == 2 and all(0.0 < share < 1.0 for share in shares)

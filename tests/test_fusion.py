@@ -10,15 +10,15 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from mumo.config import AttentionFusion, FiLMFusion, TextOptions, build_config, dump_config
+from mumo.config import AttentionOptions, FiLMOptions, TextOptions, build_config, dump_config
 from mumo.data.dataset import make_batch
 from mumo.errors import ConfigError
 from mumo.fusion import FUSIONS, Fusion, build_fusion
 from mumo.modalities import Processor
-from mumo.modalities.base import EncoderOutput
 from mumo.modalities.tabular import CategoricalProcessor, NumericProcessor
 from mumo.modalities.text import TextProcessor
-from mumo.model import build_model, resolve_encoders
+from mumo.network import build_network, resolve_encoders
+from mumo.outputs import EncoderOutput
 
 DIM, BATCH, OUT_DIM = 16, 5, 3
 KINDS = {"caption": "text", "image": "image", "sound": "audio", "price": "numeric"}
@@ -142,7 +142,7 @@ def test_late_produces_logits() -> None:
 
 
 def test_attention_over_tokens_masks_absent_columns_and_caps_tokens() -> None:
-    options = AttentionFusion(tokens=True, max_tokens=2)
+    options = AttentionOptions(tokens=True, max_tokens=2)
     torch.manual_seed(0)
     fusion = build_fusion(options, KINDS, DIM, OUT_DIM).eval()
     presence = _presence(KINDS)
@@ -159,7 +159,7 @@ def test_attention_over_tokens_masks_absent_columns_and_caps_tokens() -> None:
 
 def test_attention_heads_must_divide_dim() -> None:
     with pytest.raises(ConfigError, match=r"^model.fusion.heads: 3 does not divide model.dim 16$"):
-        build_fusion(AttentionFusion(heads=3), KINDS, DIM, OUT_DIM)
+        build_fusion(AttentionOptions(heads=3), KINDS, DIM, OUT_DIM)
 
 
 def test_lrtf_product_neither_vanishes_nor_explodes() -> None:
@@ -177,11 +177,11 @@ def test_lrtf_product_neither_vanishes_nor_explodes() -> None:
 
 
 def test_film_defaults_to_text_condition_and_image_target() -> None:
-    fusion = build_fusion(FiLMFusion(), {"image": "image", "caption": "text"}, DIM, OUT_DIM)
+    fusion = build_fusion(FiLMOptions(), {"image": "image", "caption": "text"}, DIM, OUT_DIM)
     assert (fusion.condition, fusion.target) == ("caption", "image")
-    fusion = build_fusion(FiLMFusion(), {"price": "numeric", "brand": "categorical"}, DIM, OUT_DIM)
+    fusion = build_fusion(FiLMOptions(), {"price": "numeric", "brand": "categorical"}, DIM, OUT_DIM)
     assert (fusion.condition, fusion.target) == ("price", "brand")
-    fusion = build_fusion(FiLMFusion(target="caption"), KINDS, DIM, OUT_DIM)
+    fusion = build_fusion(FiLMOptions(target="caption"), KINDS, DIM, OUT_DIM)
     assert (fusion.condition, fusion.target) == ("image", "caption")
 
 
@@ -189,7 +189,7 @@ def test_film_defaults_to_text_condition_and_image_target() -> None:
 def test_film_unknown_column(key: str) -> None:
     message = f"model.fusion.{key}: no input column 'title'; inputs are caption, image, sound, price"
     with pytest.raises(ConfigError) as info:
-        build_fusion(FiLMFusion(**{key: "title"}), KINDS, DIM, OUT_DIM)
+        build_fusion(FiLMOptions(**{key: "title"}), KINDS, DIM, OUT_DIM)
     assert str(info.value) == message
 
 
@@ -239,7 +239,7 @@ def test_build_model_from_config(name: str, processors: dict[str, Processor]) ->
     config = build_config(raw)
     assert build_config(yaml.safe_load(dump_config(config))) == config  # every default round-trips
     torch.manual_seed(0)
-    model = build_model(resolve_encoders(config.model, INPUTS), INPUTS, processors, OUT_DIM).train()
+    model = build_network(resolve_encoders(config.model, INPUTS), INPUTS, processors, OUT_DIM).train()
     assert isinstance(model.head, nn.Identity) == model.fusion.produces_logits
     cells = {"caption": CAPTIONS, "price": PRICES, "brand": BRANDS}
     gone = {"caption": {1, 3}, "price": {1}, "brand": set(range(5))}

@@ -18,7 +18,7 @@ import torch
 import mumo
 from conftest import REPO, run_cli
 from hf_tiny import MAKERS
-from mumo.config import HFEncoder
+from mumo.config import HFOptions
 from mumo.data.table import read_table
 from mumo.errors import ConfigError
 from mumo.modalities.hf import HFBackbone, HFTextProcessor, packaged_model, resolve_pretrained
@@ -168,7 +168,7 @@ def test_every_family_trains_saves_and_reloads_offline_identically(
 def test_whisper_encoder_is_the_encoder_half(shapes_dir: Path, tiny_models: dict[str, Path]) -> None:
     from mumo.modalities.hf import HFAudioProcessor
 
-    processor = HFAudioProcessor("sound", HFEncoder(pretrained=str(tiny_models["whisper"])))
+    processor = HFAudioProcessor("sound", HFOptions(pretrained=str(tiny_models["whisper"])))
     processor.fit([], shapes_dir)
     encoder = HFBackbone(processor.options, 16, processor)  # type: ignore[arg-type]
     assert type(encoder.backbone).__name__ == "WhisperEncoder"
@@ -196,7 +196,7 @@ def test_lora_on_minilm_trains_under_two_percent_and_reloads(shapes_dir: Path, t
 
 # ----------------------------------------------------------------------- learning-rate groups
 def test_layerwise_learning_rate_decay(shapes_dir: Path, tiny_models: dict[str, Path]) -> None:
-    options = HFEncoder(pretrained=str(tiny_models["bert"]), lr_scale=0.5, lr_decay=0.8)
+    options = HFOptions(pretrained=str(tiny_models["bert"]), lr_scale=0.5, lr_decay=0.8)
     processor = HFTextProcessor("caption", options)
     processor.fit([], shapes_dir)
     scales = HFBackbone(options, 16, processor).lr_scales()
@@ -215,10 +215,10 @@ def test_optimizer_groups_use_the_scales(
         out=tmp_path / "run",
         quiet=True,
     )
-    from mumo.training import LitModel
+    from mumo.training import TrainingModule
 
     assert run.model is not None
-    lit = LitModel(run.model.network, run.model.task, run.model.config.train, total_steps=10)  # type: ignore[attr-defined]
+    lit = TrainingModule(run.model.network, run.model.task, run.model.config.train, total_steps=10)  # type: ignore[attr-defined]
     optimizer = lit.configure_optimizers()["optimizer"]
     rates = sorted({round(g["lr"], 10) for g in optimizer.param_groups})
     assert rates == [2.5e-5, 5e-5, 1e-4, 1e-3]  # embeddings, layer 0, layer 1 (top) and pooler, the rest
@@ -230,7 +230,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(
     grads = []
     for checkpointing in (False, True):
         torch.manual_seed(0)
-        options = HFEncoder(pretrained=str(tiny_models["bert"]), gradient_checkpointing=checkpointing)
+        options = HFOptions(pretrained=str(tiny_models["bert"]), gradient_checkpointing=checkpointing)
         processor = HFTextProcessor("caption", options)
         processor.fit([], shapes_dir)
         encoder = HFBackbone(options, 16, processor)
@@ -263,7 +263,7 @@ def test_feature_cache_computes_once_and_matches_the_live_backbone(
     assert first.metrics["test"] == second.metrics["test"]
     # Training on the cache and predicting live (no cache) agree.
     assert first.model is not None
-    live = first.model.evaluate(read_table(shapes_dir / "test.csv"))[0]
+    live = first.model.evaluate(read_table(shapes_dir / "test.csv"))
     assert live["accuracy"] == pytest.approx(first.metrics["test"]["accuracy"], abs=0.051)
     assert live["log_loss"] == pytest.approx(first.metrics["test"]["log_loss"], abs=1e-2)
 
@@ -273,7 +273,7 @@ def test_interrupted_cache_computes_only_what_is_missing(
 ) -> None:
     from mumo.feature_cache import SHARD_ROWS, load_or_compute
 
-    options = HFEncoder(pretrained=str(tiny_models["bert"]), freeze=True)
+    options = HFOptions(pretrained=str(tiny_models["bert"]), freeze=True)
     processor = HFTextProcessor("caption", options)
     processor.fit([], shapes_dir)
     encoder = HFBackbone(options, 16, processor)
@@ -323,7 +323,7 @@ def test_minilm_embedding_matches_sentence_transformers(shapes_dir: Path) -> Non
     reference = SentenceTransformer(str(path), device="cpu").encode(
         sentences, batch_size=32, normalize_embeddings=True, convert_to_numpy=True
     )
-    options = HFEncoder(pretrained=MINILM, freeze=True, max_length=256)
+    options = HFOptions(pretrained=MINILM, freeze=True, max_length=256)
     processor = HFTextProcessor("text", options)
     processor.fit([], shapes_dir)
     encoder = HFBackbone(options, 16, processor).eval()

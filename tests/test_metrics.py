@@ -10,10 +10,8 @@ import pytest
 from sklearn import metrics as skm
 
 from mumo.metrics import (
-    MAIN_METRIC,
     classification_metrics,
     confusion_matrix,
-    is_better,
     multilabel_metrics,
     regression_metrics,
     retrieval_metrics,
@@ -239,15 +237,3 @@ def test_retrieval_constant_similarity_is_pessimistic() -> None:
 
 
 # ---------------------------------------------------------------------- selection
-
-
-def test_main_metric_and_is_better() -> None:
-    assert MAIN_METRIC["regression"] == ("rmse", "min")
-    assert is_better("classification", 0.9, 0.8)
-    assert not is_better("classification", 0.8, 0.8)
-    assert is_better("regression", 1.0, 2.0)
-    assert not is_better("regression", 3.0, 2.0)
-    assert is_better("multilabel", 0.5, float("nan"))
-    assert not is_better("multilabel", float("nan"), 0.5)
-    with pytest.raises(ValueError):
-        is_better("nope", 1.0, 0.0)

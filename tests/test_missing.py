@@ -11,7 +11,7 @@ import torch
 
 import mumo
 from mumo.data.dataset import make_batch
-from mumo.model import module_key
+from mumo.network import module_key
 
 WORDS = {0: ["north", "up", "top"], 1: ["south", "down", "bottom"], 2: ["east", "right", "sunrise"]}
 

@@ -1,4 +1,5 @@
-"""The HTML report is standalone, embeds its plots and degrades gracefully without history."""
+"""The HTML report is standalone, embeds its plots and degrades gracefully without history; the tasks'
+sections (confusion matrix, residuals, per-label scores) render into it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import pandas as pd
 import pytest
 
 from mumo.report import write_report
+from mumo.tasks.classification import classification_section
+from mumo.tasks.multilabel import multilabel_section
+from mumo.tasks.regression import residuals_section
 
 IMG = "data:image/png;base64,"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -59,10 +63,10 @@ def test_classification_report(tmp_path: Path) -> None:
         task="classification",
         metrics=metrics,
         history=_lightning_history(),
-        class_names=names,
-        y_true=y,
-        probs=probs,
-        extra_sections=[("Modality contribution", "<p id='extra'>text 42%</p>")],
+        sections=[
+            ("Classification details", classification_section(y, probs, names)),
+            ("Modality contribution", "<p id='extra'>text 42%</p>"),
+        ],
         config_yaml="model:\n  name: a<b>&c\n",
     )
     assert out == tmp_path / "sub" / "report.html"
@@ -93,14 +97,13 @@ def test_classification_many_classes_only_notes(tmp_path: Path) -> None:
         task="classification",
         metrics={"val": {"accuracy": 0.1}},
         history=None,
-        y_true=y,
-        probs=probs,
+        sections=[("Classification details", classification_section(y, probs, [str(i) for i in range(c)]))],
     )
     text = out.read_text()
     assert IMG not in text
     assert "confusion matrix omitted" in text
     assert "No training history" in text
-    assert "<td>39</td>" in text  # per-class table still lists every class (default names are indices)
+    assert "<td>39</td>" in text  # the per-class table still lists every class
 
 
 def test_regression_report(tmp_path: Path) -> None:
@@ -114,8 +117,7 @@ def test_regression_report(tmp_path: Path) -> None:
         task="regression",
         metrics={"val": {"rmse": 0.3, "mae": 0.25, "r2": 0.9}},
         history=hist,
-        y_true=y,
-        y_pred=pred,
+        sections=[("Regression details", residuals_section(y, pred, ["y"]))],
     )
     text = out.read_text()
     assert text.count(IMG) == 3  # loss, val/rmse, residuals
@@ -134,9 +136,7 @@ def test_multilabel_report(tmp_path: Path) -> None:
         task="multilabel",
         metrics={"val": {"f1_macro": 0.7}},
         history=_lightning_history(val_metric="val/f1_macro"),
-        class_names=["red", "green", "blue"],
-        y_true=y,
-        probs=probs,
+        sections=[("Multilabel details", multilabel_section(y, probs, ["red", "green", "blue"]))],
     )
     text = out.read_text()
     assert text.count(IMG) == 2  # loss + val/f1_macro
@@ -158,7 +158,6 @@ def test_missing_history_still_writes(tmp_path: Path, history: pd.DataFrame | No
     out = write_report(tmp_path / "r.html", title="t", task="regression", metrics={}, history=history)
     text = out.read_text()
     assert "No training history" in text
-    assert "No predictions provided" in text
     assert IMG not in text
     _assert_standalone(text)
 
@@ -177,3 +176,9 @@ def test_history_without_epoch_column(tmp_path: Path) -> None:
     )
     out = write_report(tmp_path / "r.html", title="t", task="classification", metrics={}, history=hist)
     assert out.read_text().count(IMG) == 2
+
+
+def test_sections_of_empty_splits_are_notes() -> None:
+    assert "No rows to show" in classification_section(np.zeros(0), np.zeros((0, 2)), ["a", "b"])
+    assert "No rows to show" in residuals_section(np.zeros(0), np.zeros(0), ["y"])
+    assert "No rows to show" in multilabel_section(np.zeros((0, 2)), np.zeros((0, 2)), ["a", "b"])

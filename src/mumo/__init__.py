@@ -1,8 +1,8 @@
 """mumo: multimodal models from a table — train, evaluate, predict.
 
 import mumo
-run = mumo.train("config.yaml", overrides={"train.epochs": 3})
-model = mumo.load(run.path)
+run = mumo.train("config.yaml", overrides={"train.epochs": 3})   # → Run(path, metrics, model)
+model = mumo.load(run.path)                                        # → Predictor
 model.predict([{"caption": "a red circle", "image": "img/1.png"}])
 """
 
@@ -10,30 +10,39 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-__all__ = ["Model", "Run", "load", "train"]
+__version__ = "0.2.0"
+__all__ = ["Predictor", "Run", "load", "train"]
 
 if TYPE_CHECKING:
-    from mumo.run import Model, Run
+    from mumo.pipeline import Run
+    from mumo.predictor import Predictor
 
 
 def train(config: Any, overrides: dict[str, Any] | None = None, **kwargs: Any) -> Run:
-    """Train, evaluate and save a run: see mumo.runner.train."""
-    from mumo.runner import train as _train
+    """Train, evaluate and save a run: see mumo.pipeline.train."""
+    from mumo.pipeline import train as _train
 
     return _train(config, overrides, **kwargs)
 
 
-def load(run_dir: Any) -> Model:
-    """Reload a finished run for prediction: see mumo.run.load."""
-    from mumo.run import load as _load
+def load(run_dir: Any) -> Predictor:
+    """Reload a finished run for prediction: see mumo.predictor.load."""
+    from mumo.predictor import load as _load
 
     return _load(run_dir)
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Model", "Run"):
-        from mumo import run
+    if name == "Predictor":
+        from mumo.predictor import Predictor
 
-        return getattr(run, name)
+        return Predictor
+    if name == "Run":
+        from mumo.pipeline import Run
+
+        return Run
+    if name in ("tasks", "TASKS"):  # mumo.tasks: every task is registered when it is first used
+        import mumo.tasks
+
+        return mumo.tasks if name == "tasks" else mumo.tasks.TASKS
     raise AttributeError(name)

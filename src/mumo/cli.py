@@ -101,7 +101,7 @@ def _train_setup(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mumo.runner import train
+    from mumo.pipeline import train
 
     if args.resume and not args.out:
         raise MumoError("--resume needs --out RUN_DIR")
@@ -142,18 +142,15 @@ def _eval(args: argparse.Namespace) -> int:
         sources = {name: path for name, path in (("val", data.val), ("test", data.test)) if path}
         if not sources:
             raise MumoError(f"{args.run_dir}: the run has no val/test manifest; pass --data F")
-    metrics = {name: model.evaluate(read_table(path), args.on_error)[0] for name, path in sources.items()}
+    metrics = {name: model.evaluate(read_table(path), args.on_error) for name, path in sources.items()}
     if args.json:
-        print(
-            json.dumps(
-                {s: {k: (v if math.isfinite(v) else None) for k, v in m.items()} for s, m in metrics.items()},
-                indent=2,
-            )
-        )
-    else:
-        from mumo.runner import _print_metrics
+        from mumo.io import json_safe
 
-        _print_metrics(metrics)
+        print(json.dumps(json_safe(metrics), indent=2))
+    else:
+        from mumo.evaluation import print_metrics
+
+        print_metrics(metrics)
     return 0
 
 
@@ -205,7 +202,7 @@ def _predict(args: argparse.Namespace) -> int:
         for result in results:
             print(json.dumps(result))
         return 0
-    _write_predictions(Path(args.out), results)
+    _write_table(Path(args.out), model.flatten(results))
     print(f"{len(results)} predictions → {args.out}", file=sys.stderr)
     return 0
 
@@ -225,7 +222,12 @@ def _zero_shot(model: Any, args: argparse.Namespace) -> int:
             table.frame, labels, args.prompt, args.column, table.base_dir, args.on_error
         )
     if args.out:
-        _write_predictions(Path(args.out), results)
+        import pandas as pd
+
+        from mumo.tasks.base import flatten_row
+
+        frame = pd.DataFrame([{"row": i + 1, **flatten_row(result)} for i, result in enumerate(results)])
+        _write_table(Path(args.out), frame)
         print(f"{len(results)} zero-shot predictions → {args.out}", file=sys.stderr)
     else:
         for result in results:
@@ -233,29 +235,23 @@ def _zero_shot(model: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_predictions(path: Path, results: list[dict[str, Any]]) -> None:
-    import pandas as pd
+TABLE_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 
-    rows = []
-    for i, result in enumerate(results):
-        row: dict[str, Any] = {"row": i + 1, "prediction": result.get("prediction")}
-        if isinstance(row["prediction"], list):
-            row["prediction"] = "|".join(row["prediction"])
-        for name, p in (result.get("probabilities") or {}).items():
-            row[f"prob_{name}"] = p
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    tmp = path.with_name(f".{path.name}.tmp")
+
+def _write_table(path: Path, frame: Any) -> None:
+    """A table written atomically as CSV, JSON lines or Parquet (chosen by the suffix)."""
+    from mumo.io import atomic_path
+
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    elif suffix in (".jsonl", ".json"):
-        frame.to_json(tmp, orient="records", lines=True)
-    elif suffix == ".csv":
-        frame.to_csv(tmp, index=False)
-    else:
+    if suffix not in TABLE_SUFFIXES:
         raise MumoError(f"--out {path}: use a .csv, .jsonl or .parquet file")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        if suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        elif suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_json(tmp, orient="records", lines=True)
 
 
 # ------------------------------------------------------------------------------------ pretrain / embed
@@ -308,22 +304,17 @@ def _write_vectors(path: Path, column: str, rows: list[int], vectors: Any) -> No
     import numpy as np
     import pandas as pd
 
+    from mumo.io import atomic_path
+
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".jsonl", ".npy"):
         raise MumoError(f"--out {path}: use a .parquet, .jsonl or .npy file")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{suffix}")
     if suffix == ".npy":
-        np.save(tmp, np.asarray(vectors, dtype=np.float32))
-    else:
-        frame = pd.DataFrame(
-            {"row": rows, "column": column, "vector": [list(map(float, v)) for v in vectors]}
-        )
-        if suffix == ".parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_json(tmp, orient="records", lines=True)
-    tmp.replace(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, np.asarray(vectors, dtype=np.float32))
+        return
+    frame = pd.DataFrame({"row": rows, "column": column, "vector": [list(map(float, v)) for v in vectors]})
+    _write_table(path, frame)
 
 
 # ------------------------------------------------------------------------------------ data

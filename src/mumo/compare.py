@@ -22,7 +22,8 @@ from mumo.data.builtin import resolve_builtin
 from mumo.data.prepare import resolve_schema
 from mumo.data.table import read_table
 from mumo.errors import MumoError
-from mumo.modalities.base import count_parameters, write_json, write_text
+from mumo.io import write_bytes, write_json, write_text
+from mumo.network import count_parameters
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -68,7 +69,7 @@ def compare(
     quiet: bool = True,
 ) -> list[Variant]:
     """Train every variant `repeats` times (seeds seed, seed+1, ...) and write the comparison."""
-    from mumo.runner import train
+    from mumo.pipeline import train
 
     if repeats < 1:
         raise MumoError("--repeats: must be at least 1")
@@ -86,7 +87,7 @@ def compare(
             started = time.time()
             run = train(build_config(raw, overrides), out=folder, overwrite=True, quiet=quiet)
             assert run.model is not None
-            metric = run.model.task.main_metric[0]
+            metric = run.model.task.main_metric
             variant.scores.append(run.metrics[split][metric])
             variant.seconds.append(time.time() - started)
             variant.parameters = count_parameters(run.model.network)[0]
@@ -110,7 +111,7 @@ def _write(out: Path, variants: list[Variant], metric: str, split: str, repeats:
     rows = [{**asdict(v), "mean": v.mean, "std": v.std} for v in variants]
     write_json(out / "compare.json", {"metric": metric, "split": split, "repeats": repeats, "variants": rows})
     png = _bar_plot(variants, metric, split)
-    (out / "compare.png").write_bytes(png)
+    write_bytes(out / "compare.png", png)
     print_table(variants, metric, split)
     body = "".join(
         f"<tr><td>{html.escape(v.name)}</td><td>{v.mean:.4f} ± {v.std:.4f}</td><td>{v.parameters:,}</td>"

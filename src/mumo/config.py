@@ -7,10 +7,18 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mumo.errors import ConfigError
 
@@ -90,7 +98,7 @@ class DataConfig(Section):
 
 
 # ---------------------------------------------------------------------------------------- model
-class TransformerEncoder(Section):
+class TransformerOptions(Section):
     type: Literal["transformer"] = "transformer"
     layers: int = Field(2, ge=1, description="Transformer blocks.")
     heads: int = Field(4, ge=1, description="Attention heads per block.")
@@ -98,13 +106,13 @@ class TransformerEncoder(Section):
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside the blocks.")
 
 
-class GRUEncoder(Section):
+class GRUOptions(Section):
     type: Literal["gru"] = "gru"
     layers: int = Field(1, ge=1, description="Stacked bidirectional GRU layers.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on embeddings and between layers.")
 
 
-class CNNEncoder(Section):
+class CNNOptions(Section):
     type: Literal["cnn"] = "cnn"
     channels: list[int] = Field(
         [32, 64, 128], min_length=1, description="Channels per stage (each halves H, W)."
@@ -112,13 +120,13 @@ class CNNEncoder(Section):
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the pooled features.")
 
 
-class MLPEncoder(Section):
+class MLPOptions(Section):
     type: Literal["mlp"] = "mlp"
     hidden: int = Field(64, ge=1, description="Hidden width of the per-column MLP.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the output.")
 
 
-class EmbeddingEncoder(Section):
+class EmbeddingOptions(Section):
     type: Literal["embedding"] = "embedding"
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the embedding.")
 
@@ -132,7 +140,7 @@ class LoRAOptions(Section):
     )
 
 
-class HFEncoder(Section):
+class HFOptions(Section):
     type: Literal["hf"] = "hf"
     pretrained: str = Field(
         description="Local folder, a model carried by an installed package, or a Hugging Face Hub name."
@@ -155,7 +163,7 @@ class HFEncoder(Section):
 
 
 EncoderConfig = Annotated[
-    TransformerEncoder | GRUEncoder | CNNEncoder | MLPEncoder | EmbeddingEncoder | HFEncoder,
+    TransformerOptions | GRUOptions | CNNOptions | MLPOptions | EmbeddingOptions | HFOptions,
     Field(discriminator="type"),
 ]
 
@@ -175,17 +183,17 @@ DEFAULT_ENCODER: dict[str, str] = {
 }
 
 
-class ConcatFusion(Section):
+class ConcatOptions(Section):
     type: Literal["concat"] = "concat"
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the concatenated vector.")
 
 
-class GatedFusion(Section):
+class GatedOptions(Section):
     type: Literal["gated"] = "gated"
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on each projected column vector.")
 
 
-class AttentionFusion(Section):
+class AttentionOptions(Section):
     type: Literal["attention"] = "attention"
     layers: int = Field(1, ge=1, description="Transformer blocks over the column tokens.")
     heads: int = Field(4, ge=1, description="Attention heads per block (must divide model.dim).")
@@ -194,19 +202,19 @@ class AttentionFusion(Section):
     max_tokens: int = Field(64, ge=1, description="With tokens: true, keep at most this many per column.")
 
 
-class LateFusion(Section):
+class LateOptions(Section):
     type: Literal["late"] = "late"
     hidden: int = Field(64, ge=1, description="Hidden width of each column's own head.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside each column's head.")
 
 
-class LowRankFusion(Section):
+class LowRankOptions(Section):
     type: Literal["lrtf"] = "lrtf"
     rank: int = Field(4, ge=1, le=64, description="Rank of the low-rank factors of the fusion tensor.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on each column's pooled vector.")
 
 
-class FiLMFusion(Section):
+class FiLMOptions(Section):
     type: Literal["film"] = "film"
     condition: str | None = Field(
         None, description="Column that produces the modulation; null = the first text column."
@@ -217,7 +225,7 @@ class FiLMFusion(Section):
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the output projection.")
 
 
-class BilinearFusion(Section):
+class BilinearOptions(Section):
     type: Literal["bilinear"] = "bilinear"
     pair: list[str] | None = Field(
         None, min_length=2, max_length=2, description="The two columns fused bilinearly; null = first two."
@@ -227,7 +235,13 @@ class BilinearFusion(Section):
 
 
 FusionConfig = Annotated[
-    ConcatFusion | GatedFusion | AttentionFusion | LateFusion | LowRankFusion | FiLMFusion | BilinearFusion,
+    ConcatOptions
+    | GatedOptions
+    | AttentionOptions
+    | LateOptions
+    | LowRankOptions
+    | FiLMOptions
+    | BilinearOptions,
     Field(discriminator="type"),
 ]
 
@@ -244,7 +258,9 @@ class ModelConfig(Section):
         default_factory=dict,
         description="Encoder per input column; columns not listed get their kind's default.",
     )
-    fusion: FusionConfig = Field(default_factory=ConcatFusion, description="How the modalities are combined.")
+    fusion: FusionConfig = Field(
+        default_factory=ConcatOptions, description="How the modalities are combined."
+    )
     head: HeadConfig = Field(default_factory=HeadConfig, description="Task head on the fused vector.")
     wide: bool = Field(True, description="Add a linear path from numeric/categorical inputs to the output.")
     modality_dropout: float = Field(
@@ -259,20 +275,19 @@ class ModelConfig(Section):
 
 
 # ----------------------------------------------------------------------------------------- task
-TaskType = Literal["auto", "classification", "multilabel", "regression", "contrastive", "matching"]
+class TaskOptions(Section):
+    """Base of every task's options. Each task file (mumo/tasks/<name>.py) defines its own subclass with
+    `type: Literal["<name>"]`, so a key exists only for the tasks where it means something."""
+
+    type: str = Field(description="The task; see mumo.tasks.TASKS for the names.")
 
 
-class TaskConfig(Section):
-    type: TaskType = Field("auto", description="What to predict; auto = from the target column's values.")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing for classification.")
-    pairs: list[Annotated[list[str], Field(min_length=2, max_length=2)]] | None = Field(
-        None, description="contrastive/matching: column pairs to align; null = the two input columns."
-    )
-    loss: Literal["infonce", "sigmoid"] = Field(
-        "infonce", description="contrastive: symmetric InfoNCE (CLIP) or the pairwise sigmoid loss (SigLIP)."
-    )
-    temperature: float = Field(0.07, gt=0, description="contrastive: initial temperature (it is learned).")
-    projection: int | None = Field(None, ge=1, description="contrastive: embedding width; null = model.dim.")
+class AutoTaskOptions(TaskOptions):
+    """`task: auto` (the default): the type is inferred from the target column; any other keys are
+    checked against that task's options once it is known."""
+
+    model_config = ConfigDict(extra="allow", validate_default=True, validate_assignment=True)
+    type: Literal["auto"] = Field("auto", description="Inferred from the target column's values.")
 
 
 # ---------------------------------------------------------------------------------------- train
@@ -308,13 +323,25 @@ class Config(Section):
     name: str = Field("mumo", description="Run name, used for the default run folder.")
     data: DataConfig = Field(description="Where the data is and how it is read.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Encoders, fusion and head.")
-    task: TaskConfig = Field(default_factory=TaskConfig, description="What is predicted, and the loss.")
+    task: SerializeAsAny[TaskOptions] = Field(
+        default_factory=AutoTaskOptions, description="What is predicted, and the task's own options."
+    )
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimization and the training loop.")
 
     @field_validator("task", mode="before")
     @classmethod
-    def _task_shorthand(cls, value: Any) -> Any:
-        return {"type": value} if isinstance(value, str) else value
+    def _task_options(cls, value: Any) -> Any:
+        """`task: regression` is short for `task: {type: regression}`; the task's own options class
+        (found through the task registry) validates the rest."""
+        if isinstance(value, TaskOptions):
+            return value
+        if isinstance(value, str):
+            value = {"type": value}
+        if not isinstance(value, dict):
+            raise ConfigError("task: give a task name or a mapping with a 'type' key, e.g. task: regression")
+        from mumo.tasks import task_options  # late: the tasks import this module
+
+        return task_options(value)
 
     @model_validator(mode="after")
     def _columns_not_target(self) -> Config:
@@ -426,19 +453,20 @@ def _deep_copy(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------- errors
-def format_validation_error(err: ValidationError) -> str:
-    """The first problem as one line: `key: what is wrong; what to do`."""
+def format_validation_error(err: ValidationError, root: type[BaseModel] = Config, prefix: str = "") -> str:
+    """The first problem as one line: `key: what is wrong; what to do`. `root` is the class that was
+    validated and `prefix` the key it sits under (task options are validated on their own)."""
     first = err.errors()[0]
     loc = [str(part) for part in first["loc"] if not str(part).startswith("function-")]
-    # Discriminated unions add the tag to the location (model.encoders.caption.cnn.layers): drop it.
-    loc = [p for i, p in enumerate(loc) if not (i > 0 and _is_tag(p) and i + 1 < len(loc))]
-    key = ".".join(loc) or "config"
+    keys, _ = _walk(loc, root)
+    key = ".".join([*([prefix] if prefix else []), *keys]) or prefix or "config"
     kind, msg, value = first["type"], first["msg"], first.get("input")
     if kind == "extra_forbidden":
-        parent_fields = _fields_at([str(part) for part in first["loc"][:-1]])
-        hint = difflib.get_close_matches(loc[-1], parent_fields, n=1)
+        _, parent = _walk(loc[:-1], root)
+        valid = list(getattr(parent, "model_fields", {}))
+        hint = difflib.get_close_matches(loc[-1], valid, n=1)
         maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
-        return f"{key}: unknown key{maybe}; valid keys: {', '.join(parent_fields)}"
+        return f"{key}: unknown key{maybe}; valid keys: {', '.join(valid)}"
     if kind == "union_tag_invalid":
         tags = first.get("ctx", {}).get("expected_tags", "")
         return f"{key}.type: {first['ctx'].get('tag')!r} is not a valid type; choose one of {tags}"
@@ -455,54 +483,64 @@ def format_validation_error(err: ValidationError) -> str:
     return f"{key}: {msg[0].lower() + msg[1:]}{shown}"
 
 
-def _is_tag(part: str) -> bool:
-    return part in _TAGGED
+class _Tagged(dict[str, type[BaseModel]]):
+    """A tagged union's options classes by tag: in an error location, the part after such a field is
+    the tag pydantic adds (model.encoders.caption.hf.pooling), not a key the user wrote."""
 
 
-def _fields_at(path: list[str]) -> list[str]:
-    """Valid keys of the section at a pydantic error location, for 'did you mean' hints."""
-    node: Any = Config
-    for part in path:
-        if _is_tag(part):
-            node = _TAGGED[part]
-            continue
-        if node == "dict":  # this part is a key of a dict section (a column name)
-            node = "dict-value"
-            continue
-        fields = getattr(node, "model_fields", None)
-        if not fields or part not in fields:
-            return []
-        annotation = fields[part].annotation
-        node = "dict" if get_origin(annotation) is dict else _section_type(annotation)
-        if node is None:
-            return []
-    return list(getattr(node, "model_fields", {}))
+class _Mapping:
+    """A dict section (model.encoders): the next part of a location is a key such as a column name."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
-def _section_type(annotation: Any) -> Any:
+def tagged(union: Any) -> _Tagged:
+    """{tag: options class} of a union A | B | ... (bare, or in Annotated[..., Field(discriminator=...)])."""
+    if get_origin(union) is Annotated:
+        union = get_args(union)[0]
+    return _Tagged({cls.model_fields["type"].default: cls for cls in get_args(union)})
+
+
+def _node(annotation: Any) -> Any:
+    """What an annotation holds, for walking an error location: a section class, a tagged union, a
+    mapping of them, or None for a plain value."""
+    if get_origin(annotation) is Annotated and any(
+        getattr(meta, "discriminator", None) for meta in get_args(annotation)[1:]
+    ):
+        return tagged(annotation)
+    if get_origin(annotation) is dict:
+        return _Mapping(_node(get_args(annotation)[1]))
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _section_type(arg)
+    for arg in get_args(annotation):  # X | None, SerializeAsAny[X]
+        found = _node(arg)
         if found is not None:
             return found
     return None
 
 
-_TAGGED: dict[str, type[BaseModel]] = {
-    cls.model_fields["type"].default: cls
-    for cls in (
-        TransformerEncoder,
-        GRUEncoder,
-        CNNEncoder,
-        MLPEncoder,
-        EmbeddingEncoder,
-        ConcatFusion,
-        GatedFusion,
-        AttentionFusion,
-        LateFusion,
-        LowRankFusion,
-        FiLMFusion,
-        BilinearFusion,
-    )
-}
+def _walk(loc: list[str], root: type[BaseModel]) -> tuple[list[str], Any]:
+    """The keys of an error location as the user wrote them (tags dropped) and the section it ends in."""
+    node: Any = root
+    keys: list[str] = []
+    for part in loc:
+        if isinstance(node, _Tagged):
+            node = node.get(part)
+            continue
+        keys.append(part)
+        if isinstance(node, _Mapping):
+            node = node.value
+            continue
+        fields = getattr(node, "model_fields", None)
+        if not fields or part not in fields:
+            node = None
+        elif fields[part].discriminator:  # pydantic keeps a field's own Annotated metadata apart
+            node = tagged(fields[part].annotation)
+        else:
+            node = _node(fields[part].annotation)
+    return keys, node
+
+
+ENCODER_OPTIONS = tagged(EncoderConfig)  # {"cnn": CNNOptions, ...}
+FUSION_OPTIONS = tagged(FusionConfig)

@@ -10,8 +10,6 @@ missing. Tokens are stored in float16 and trimmed to their real length.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from mumo.data.builtin import cache_root
 from mumo.data.prepare import Split
+from mumo.io import atomic_path
 from mumo.modalities.hf import Features, HFBackbone, HFProcessor
 
 SHARD_ROWS = 512
@@ -58,6 +57,8 @@ def cache_columns(
     encoders: dict[str, torch.nn.Module] = dict(network.encoders.items())  # type: ignore[union-attr,operator]
     for column, encoder in encoders.items():
         if not (isinstance(encoder, HFBackbone) and encoder.cacheable):
+            continue
+        if any(column in split.lazy for split in splits.values()):  # data.cache: false, decoded per batch
             continue
         processor = processors[column]
         folder = (root or cache_root() / "features") / model_hash(encoder, processor)
@@ -129,12 +130,6 @@ def load_or_compute(
 
 
 def _save_atomic(tensors: dict[str, torch.Tensor], folder: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".shard.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
-        name = hashlib.sha256("".join(sorted(tensors)).encode()).hexdigest()[:16]
-        os.replace(tmp, folder / f"{name}.safetensors")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    name = hashlib.sha256("".join(sorted(tensors)).encode()).hexdigest()[:16]
+    with atomic_path(folder / f"{name}.safetensors") as tmp:
+        save_file(tensors, str(tmp))

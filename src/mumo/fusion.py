@@ -15,16 +15,16 @@ import torch
 from torch import Tensor, nn
 
 from mumo.config import (
-    AttentionFusion,
-    BilinearFusion,
-    ConcatFusion,
-    FiLMFusion,
-    GatedFusion,
-    LateFusion,
-    LowRankFusion,
+    AttentionOptions,
+    BilinearOptions,
+    ConcatOptions,
+    FiLMOptions,
+    GatedOptions,
+    LateOptions,
+    LowRankOptions,
 )
 from mumo.errors import ConfigError
-from mumo.modalities.base import EncoderOutput, masked_mean
+from mumo.outputs import EncoderOutput, masked_mean
 from mumo.registry import Registry
 
 
@@ -72,7 +72,7 @@ def pick(kinds: dict[str, str], wanted: tuple[str, ...], avoid: str | None) -> s
 class Concat(Fusion):
     """Early fusion: concatenate the pooled vectors (absent ones are their absent embedding) and project."""
 
-    def __init__(self, options: ConcatFusion, kinds: dict[str, str], dim: int, out_dim: int) -> None:
+    def __init__(self, options: ConcatOptions, kinds: dict[str, str], dim: int, out_dim: int) -> None:
         super().__init__(options, kinds, dim, out_dim)
         self.project = projection(len(kinds) * dim, dim, options.dropout)
         self.out_dim = dim
@@ -87,7 +87,7 @@ class Gated(Fusion):
     """Gated sum (in the spirit of Arevalo et al. 2017, Gated Multimodal Units): each column scores its own
     relevance, the scores are softmaxed over the present columns, and the projections are averaged."""
 
-    def __init__(self, options: GatedFusion, kinds: dict[str, str], dim: int, out_dim: int) -> None:
+    def __init__(self, options: GatedOptions, kinds: dict[str, str], dim: int, out_dim: int) -> None:
         super().__init__(options, kinds, dim, out_dim)
         self.project = nn.ModuleList(nn.Linear(dim, dim) for _ in kinds)
         self.gate = nn.ModuleList(nn.Linear(dim, 1) for _ in kinds)
@@ -111,7 +111,7 @@ class Attention(Fusion):
     """A learned fusion token attends over one token per column (or every encoder token, `tokens: true`)
     in a small transformer, like BERT's [CLS] / ViT's class token; absent columns are padding."""
 
-    def __init__(self, options: AttentionFusion, kinds: dict[str, str], dim: int, out_dim: int) -> None:
+    def __init__(self, options: AttentionOptions, kinds: dict[str, str], dim: int, out_dim: int) -> None:
         super().__init__(options, kinds, dim, out_dim)
         if dim % options.heads:
             raise ConfigError(f"model.fusion.heads: {options.heads} does not divide model.dim {dim}")
@@ -146,11 +146,11 @@ class Attention(Fusion):
 @FUSIONS.register("late")
 class Late(Fusion):
     """Late fusion: a small head per column, logits averaged with learned weights over the present columns
-    (decision-level fusion, as in TorchMultimodal's LateFusion with a weighted-mean combiner)."""
+    (decision-level fusion, as in TorchMultimodal's LateOptions with a weighted-mean combiner)."""
 
     produces_logits = True
 
-    def __init__(self, options: LateFusion, kinds: dict[str, str], dim: int, out_dim: int) -> None:
+    def __init__(self, options: LateOptions, kinds: dict[str, str], dim: int, out_dim: int) -> None:
         super().__init__(options, kinds, dim, out_dim)
         self.heads = nn.ModuleList(
             nn.Sequential(
@@ -178,7 +178,7 @@ class LowRank(Fusion):
     Factors"): the outer product of all [pooled_c; 1] times a weight tensor, computed through rank-r factors
     per column as Σ_r ⊙_c ([pooled_c; 1] W_c^r). An absent column contributes only its bias row."""
 
-    def __init__(self, options: LowRankFusion, kinds: dict[str, str], dim: int, out_dim: int) -> None:
+    def __init__(self, options: LowRankOptions, kinds: dict[str, str], dim: int, out_dim: int) -> None:
         super().__init__(options, kinds, dim, out_dim)
         # Each factor starts as 1 + a small linear term (std 1/sqrt(C) for unit inputs), so the product
         # over C columns starts near 1 + Σ_c linear_c: it neither vanishes nor explodes as C grows.
@@ -209,7 +209,7 @@ class FiLM(Fusion):
     column's tokens (e.g. the caption modulates the image patches); where the condition is absent the
     modulation is the identity. The modulated tokens are pooled and joined with every other column."""
 
-    def __init__(self, options: FiLMFusion, kinds: dict[str, str], dim: int, out_dim: int) -> None:
+    def __init__(self, options: FiLMOptions, kinds: dict[str, str], dim: int, out_dim: int) -> None:
         super().__init__(options, kinds, dim, out_dim)
         columns = self.columns
         condition = column(options.condition, columns, "model.fusion.condition")
@@ -241,7 +241,7 @@ class Bilinear(Fusion):
     """Low-rank bilinear pooling (MLB, Kim et al. 2017): z = W_o(tanh(U a) ⊙ tanh(V b)) for one pair of
     columns, joined with every other column; a row missing either side gets a learned vector instead."""
 
-    def __init__(self, options: BilinearFusion, kinds: dict[str, str], dim: int, out_dim: int) -> None:
+    def __init__(self, options: BilinearOptions, kinds: dict[str, str], dim: int, out_dim: int) -> None:
         super().__init__(options, kinds, dim, out_dim)
         columns, hidden = self.columns, options.hidden or 2 * dim
         pair = [column(c, columns, "model.fusion.pair") for c in options.pair or columns[:2]]

@@ -7,15 +7,11 @@ into JSON (``nan`` is returned as ``float("nan")`` where a metric is undefined).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 __all__ = [
-    "MAIN_METRIC",
     "classification_metrics",
     "confusion_matrix",
-    "is_better",
     "multilabel_metrics",
     "per_class_scores",
     "regression_metrics",
@@ -23,30 +19,7 @@ __all__ = [
     "roc_auc",
 ]
 
-#: The metric used for checkpoint selection / early stopping per task, and whether bigger is better.
-MAIN_METRIC: dict[str, tuple[str, str]] = {
-    "classification": ("accuracy", "max"),
-    "multilabel": ("f1_macro", "max"),
-    "regression": ("rmse", "min"),
-}
-
 _EPS = 1e-15
-
-
-def is_better(task: str, a: float, b: float) -> bool:
-    """True if main-metric value ``a`` is strictly better than ``b`` for ``task``.
-
-    A nan is never better than anything, and any real number beats a nan, so a run whose first
-    evaluation produced nan can still be improved upon.
-    """
-    if task not in MAIN_METRIC:
-        raise ValueError(f"unknown task {task!r}; expected one of {sorted(MAIN_METRIC)}")
-    a, b = float(a), float(b)
-    if math.isnan(a):
-        return False
-    if math.isnan(b):
-        return True
-    return a > b if MAIN_METRIC[task][1] == "max" else a < b
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,11 +14,11 @@ from mumo.data.table import (
     Table,
     as_number,
     infer_kind,
-    infer_target_task,
     is_row_index,
     read_table,
 )
 from mumo.errors import DataError
+from mumo.tasks import infer_target_task
 
 ROWS = [
     {"caption": "a red circle", "label": "cat", "price": "3.5", "image": "img/0.png"},

@@ -12,13 +12,14 @@ import soundfile as sf
 import torch
 from PIL import Image
 from pydantic import BaseModel
+from torch import Tensor
 
 import mumo.config
 from hf_tiny import MAKERS
-from mumo.config import HFEncoder, TextOptions, TransformerEncoder
-from mumo.modalities import ENCODERS, PROCESSORS, EncoderOutput, Processor
-from mumo.modalities.base import dummy_batch
+from mumo.config import HFOptions, TextOptions, TransformerOptions
+from mumo.modalities import ENCODERS, PROCESSORS, Processor
 from mumo.modalities.text import TextProcessor, TextTransformer
+from mumo.outputs import EncoderOutput
 
 DIM = 16
 SENTENCES = [
@@ -90,12 +91,19 @@ def test_core_encoders_are_registered() -> None:
 TINY_BACKBONE = {"text": "bert", "image": "vit", "audio": "wav2vec2"}  # for type hf (tests/hf_tiny.py)
 
 
+def dummy_batch(processor: Processor, cells: list[Any], base_dir: Path) -> dict[str, Tensor]:
+    """Load and collate a few cells to feed an encoder."""
+    items = [processor.load(cell, base_dir) for cell in cells]
+    processor.finish(items)
+    return processor.collate(items, train=True)
+
+
 @pytest.mark.parametrize("name", ENCODERS.names())
 def test_encoder_forward_and_backward(name: str, tmp_path: Path) -> None:
     kind, type_name = name.split("/")
     torch.manual_seed(0)
     if type_name == "hf":  # a pretrained backbone brings its own processor
-        options: BaseModel = HFEncoder(pretrained=str(MAKERS[TINY_BACKBONE[kind]](tmp_path / "backbone")))
+        options: BaseModel = HFOptions(pretrained=str(MAKERS[TINY_BACKBONE[kind]](tmp_path / "backbone")))
         cells = make_cells(kind, tmp_path)
         processor = PROCESSORS.get(f"{kind}/hf")(kind, options)  # type: ignore[call-arg]
         processor.fit(cells, tmp_path)
@@ -130,7 +138,7 @@ def test_text_transformer_ignores_extra_padding(tmp_path: Path) -> None:
     processor.fit(SENTENCES, tmp_path)
     items = [processor.load(s, tmp_path) for s in SENTENCES]
     batch = processor.collate(items, train=False)
-    encoder = TextTransformer(TransformerEncoder(layers=2, heads=4), DIM, processor).eval()
+    encoder = TextTransformer(TransformerOptions(layers=2, heads=4), DIM, processor).eval()
     extra = 5
     padded_ids = torch.cat([batch["ids"], torch.zeros(len(items), extra, dtype=torch.long)], dim=1)
     padded = {"ids": padded_ids, "mask": padded_ids != 0}

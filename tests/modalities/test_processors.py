@@ -12,6 +12,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from mumo.cells import CellError
 from mumo.config import AudioOptions, ImageOptions, TextOptions
 from mumo.modalities.audio import (
     AudioProcessor,
@@ -21,7 +22,6 @@ from mumo.modalities.audio import (
     read_audio,
     resample,
 )
-from mumo.modalities.base import CellError
 from mumo.modalities.image import ImageProcessor, augment_images
 from mumo.modalities.tabular import UNKNOWN, CategoricalProcessor, NumericProcessor
 from mumo.modalities.text import TextProcessor

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from mumo.bench.common import console, epoch_seconds
-from mumo.modalities.base import write_json, write_text
+from mumo.io import write_json, write_text
 
 __all__ = ["console", "epoch_seconds", "run_bench", "show"]
 

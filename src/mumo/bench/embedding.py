@@ -1,5 +1,5 @@
 """Text embedding: sentences/s of mumo's all-MiniLM-L6-v2 path (its tokenizer processor, the backbone,
-mean pooling, L2 normalization, batches longest first as Model.embed_split does) against
+mean pooling, L2 normalization, batches longest first as mumo.embedding.embed_split does) against
 sentence-transformers' `encode` on the same sentences and batch size."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from mumo.errors import MumoError
 def embed_minilm(count: int, batch_size: int = 64) -> dict[str, Any]:
     from sentence_transformers import SentenceTransformer
 
-    from mumo.config import HFEncoder
+    from mumo.config import HFOptions
     from mumo.data.shapes import caption_for, sample_items
     from mumo.modalities.base import length_order
     from mumo.modalities.hf import HFBackbone, HFTextProcessor, packaged_model
@@ -28,7 +28,7 @@ def embed_minilm(count: int, batch_size: int = 64) -> dict[str, Any]:
     sentences = [
         caption_for(item, np.random.default_rng([1, i])) for i, item in enumerate(sample_items(count, 1))
     ]
-    options = HFEncoder(pretrained=str(path), freeze=True, max_length=256)
+    options = HFOptions(pretrained=str(path), freeze=True, max_length=256)
     processor = HFTextProcessor("text", options)
     processor.fit([], Path("."))
     encoder = HFBackbone(options, 384, processor).eval()

@@ -1,7 +1,7 @@
 """Inference: rows/s of `model.predict` on a table of raw rows (reading and decoding the cells, stacking
 batches of 256, the network, one result dict per row) against the raw network forward on the same rows
 already decoded and stacked into tensors; and the latency of a single-row predict, split into
-preprocess / forward / postprocess (`Model.last_timing`)."""
+preprocess / forward / postprocess (the `timing` dict predict() fills)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import torch
 from mumo.bench.common import GOALS, fastest, row
 from mumo.data.dataset import make_batch
 from mumo.data.table import read_table
-from mumo.run import Model
+from mumo.predictor import Predictor
 
 
-def inference(model: Model, repeats: int, batch_size: int = 256) -> dict[str, Any]:
+def inference(model: Predictor, repeats: int, batch_size: int = 256) -> dict[str, Any]:
     table = read_table(model.config.data.train)
     rows = table.frame.drop(columns=model.config.data.targets).to_dict("records")
     base_dir = table.base_dir
@@ -35,18 +35,19 @@ def inference(model: Model, repeats: int, batch_size: int = 256) -> dict[str, An
     @torch.no_grad()
     def forward() -> None:
         for batch in batches:
-            model.task.outputs(model.task.predict_logits(model.network, batch))
+            model.task.predict_outputs(model.network, batch)
 
     def predict() -> None:
         model.predict(rows, base_dir)
 
     predict_seconds, _ = fastest(predict, repeats)
-    timing = dict(model.last_timing)
+    timing: dict[str, float] = {}
+    model.predict(rows, base_dir, timing=timing)
     forward_seconds, _ = fastest(forward, repeats)
-    single = []
+    single: list[dict[str, float]] = []
     for one in rows[:50]:
-        model.predict([one], base_dir)
-        single.append(model.last_timing)
+        single.append({})
+        model.predict([one], base_dir, timing=single[-1])
     latency = {phase: 1000 * statistics.median(t[phase] for t in single) for phase in single[0]}
     total = sum(latency.values())
     kinds = sorted(set(model.schema.inputs.values()))

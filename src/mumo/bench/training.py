@@ -15,12 +15,12 @@ import pandas as pd
 import torch
 
 from mumo.bench.common import GOALS, epoch_seconds, logged, row
-from mumo.run import Model
+from mumo.predictor import Predictor
 
 
 def train_overhead(
     name: str, raw: dict[str, Any], work: Path, epochs: int, rounds: int
-) -> tuple[dict[str, Any], Model]:
+) -> tuple[dict[str, Any], Predictor]:
     """mumo's training throughput against a plain loop on the identical network and batches.
 
     The two take turns (`rounds` times `epochs` epochs each), and each side's fastest epoch counts:
@@ -33,7 +33,7 @@ def train_overhead(
     plain_epochs: list[float] = []
     waits: list[float] = []
     plain: PlainLoop | None = None
-    model: Model | None = None
+    model: Predictor | None = None
     for turn in range(rounds):
         run = mumo.train(raw, out=work / f"{name}-{turn}", quiet=True)
         mumo_epochs += epoch_seconds(run.path)[1:]  # the first epoch warms up
@@ -67,10 +67,9 @@ class PlainLoop:
     batches once (without augmentation), and the textbook step: forward, loss, zero_grad, backward,
     clip, AdamW step."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Predictor) -> None:
         from mumo.data.dataset import make_batch
         from mumo.data.table import read_table
-        from mumo.run import build_network
         from mumo.training import build_optimizer
 
         options = model.config.train
@@ -79,7 +78,8 @@ class PlainLoop:
         steps = len(split) // size  # the training loader drops the last partial batch
         self.samples = steps * size
         torch.manual_seed(options.seed)
-        self.network, self.task = build_network(model.config, model.schema, model.processors, model.target)
+        self.task = model.task
+        self.network = self.task.build_network(model.config.model, model.processors)
         self.parameters = sum(p.numel() for p in self.network.parameters())
         order = np.random.default_rng(options.seed).permutation(len(split))
         self.batches = []
@@ -97,7 +97,7 @@ class PlainLoop:
         started = time.perf_counter()
         for batch in self.batches:
             assert batch.target is not None
-            loss = self.task.loss(self.network(batch), batch.target)
+            loss = self.task.training_loss(self.network, batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.clip:

@@ -6,13 +6,7 @@ from rich.console import Console
 
 from mumo.config import Config
 from mumo.data.builtin import resolve_builtin
-from mumo.data.prepare import (
-    fit_processors,
-    load_split,
-    make_processors,
-    make_target_processor,
-    resolve_schema,
-)
+from mumo.data.prepare import fit_processors, load_split, make_processors, resolve_schema
 from mumo.data.table import read_table
 
 console = Console(highlight=False, soft_wrap=True)
@@ -26,9 +20,14 @@ def check(config: Config, limit: int = 50) -> int:
         for name, path in (("train", data.train), ("val", data.val), ("test", data.test))
         if path
     }
+    from mumo.tasks import resolve_task
+
     schema = resolve_schema(data, tables["train"], config.task.type)
+    task, options = resolve_task(config.task, schema, tables["train"])
+    schema, _ = task.plan(schema, options)
+    schema.task = task.name
     processors = make_processors(schema, data)
-    target = make_target_processor(schema)
+    target = task.make_target(schema.targets)
     fit_processors(processors, target, tables["train"])
     console.print(f"task: {schema.task}   target: {', '.join(schema.targets) or '-'}")
     console.print("inputs: " + ", ".join(f"{column} ({kind})" for column, kind in schema.inputs.items()))

@@ -51,10 +51,10 @@ class Collate:
     def __init__(
         self, split: Split, processors: dict[str, Processor], target: TargetProcessor | None, train: bool
     ) -> None:
-        self.processors, self.train = processors, train
-        self.items = {c: split.items.get(c, [None] * len(split)) for c in processors}
+        self.processors, self.train, self.split = processors, train, split
+        items_of = {c: split.items.get(c, [None] * len(split)) for c in processors}
         whole: dict[tuple[str, str], Tensor] = {}
-        for column, items in self.items.items():
+        for column, items in items_of.items():
             whole[column, ""] = torch.tensor([item is not None for item in items], dtype=torch.bool)
             if processors[column].fixed_rows:
                 for key, tensor in processors[column].collate(items, False).items():
@@ -71,9 +71,14 @@ class Collate:
             if self.stacked[column]:
                 inputs[column] = {key: taken[column, key] for key in self.stacked[column]}
             else:
-                inputs[column] = processor.collate([self.items[column][i] for i in indices], self.train)
+                inputs[column] = processor.collate(self._take(column, indices), self.train)
         presence = {c: taken[c, ""] for c in self.processors}
         return Batch(inputs, presence, self.targets[index] if self.targets is not None else None)
+
+    def _take(self, column: str, indices: list[int]) -> list[Any]:
+        if column not in self.split.items:  # a column the split does not have is absent in every row
+            return [None] * len(indices)
+        return self.split.take(column, indices)
 
 
 class SideBySide:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -14,19 +14,19 @@ from typing import Any
 
 import numpy as np
 
+from mumo.cells import CellError
 from mumo.config import DataConfig
-from mumo.data.table import Table, infer_kind, infer_target_task, is_row_index
-from mumo.data.targets import TargetProcessor, make_target
+from mumo.data.table import Table, infer_kind, is_row_index
+from mumo.data.targets import TargetProcessor
 from mumo.errors import DataError
 from mumo.modalities import PROCESSORS, Processor
-from mumo.modalities.base import CellError
 
 FILE_KINDS = ("image", "audio")
 
 
 @dataclass
 class Schema:
-    """Which columns are inputs (and of what kind), which are targets, and the task."""
+    """Which columns are inputs (and of what kind), which are targets, and the task's name."""
 
     inputs: dict[str, str]
     targets: list[str]
@@ -35,7 +35,8 @@ class Schema:
 
 
 def resolve_schema(data: DataConfig, table: Table, task: str = "auto") -> Schema:
-    """Column kinds from the config, else inferred from the train table's values."""
+    """Column kinds from the config, else inferred from the train table's values. The task stays as
+    the config names it (`auto` is resolved by mumo.tasks.resolve_task)."""
     for column in [*data.targets, *data.columns, *data.ignore]:
         if column not in table.columns:
             raise DataError(
@@ -65,11 +66,6 @@ def resolve_schema(data: DataConfig, table: Table, task: str = "auto") -> Schema
         raise DataError(
             "no input columns left after removing the target and ignored columns", file=table.name
         )
-    if task == "auto":
-        if not targets:
-            raise DataError("no target: set data.target (or --target COLUMN)", file=table.name)
-        task = "multilabel" if len(targets) > 1 else infer_target_task(table.values(targets[0]))
-        notes.append(f"task inferred from column {targets[0]!r}: {task}")
     return Schema(inputs=inputs, targets=targets, task=task, notes=notes)
 
 
@@ -102,7 +98,11 @@ class Issue:
 
 @dataclass
 class Split:
-    """Decoded rows of one split: an item per input column (None = absent) and the encoded targets."""
+    """Validated rows of one split: an item per input column (None = absent) and the encoded targets.
+
+    Items are decoded, except in the columns of `lazy` (data.cache: false): there they are the checked
+    cells, decoded each time they are taken, so a split of many files need not fit in memory.
+    """
 
     name: str
     items: dict[str, list[Any]]
@@ -110,9 +110,25 @@ class Split:
     rows: list[int]  # 1-based row numbers in the source manifest
     issues: list[Issue] = field(default_factory=list)
     absent: Counter[str] = field(default_factory=Counter)
+    lazy: dict[str, Callable[[Any], Any]] = field(default_factory=dict)  # column → decode(cell)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def take(self, column: str, rows: Iterable[int]) -> list[Any]:
+        """The decoded items of `column` at the given row positions (None where absent)."""
+        values = self.items[column]
+        decode = self.lazy.get(column)
+        if decode is None:
+            return [values[i] for i in rows]
+        return [None if values[i] is None else decode(values[i]) for i in rows]
+
+    def sample(self, column: str, limit: int = 2000) -> list[Any]:
+        """Decoded present items of a column, evenly spaced, at most `limit` when the column is lazy."""
+        present = [i for i, value in enumerate(self.items[column]) if value is not None]
+        if column in self.lazy:
+            present = present[:: max(1, len(present) // limit)][:limit]
+        return self.take(column, present)
 
 
 def load_split(
@@ -122,17 +138,24 @@ def load_split(
     target: TargetProcessor | None,
     on_error: str,
     progress: Callable[[str, int], Iterator[None]] | None = None,
+    keep_decoded: bool = True,
 ) -> Split:
-    """Validate and decode every cell; bad cells fail, skip their row, or become absent (on_error)."""
+    """Validate and decode every cell; bad cells fail, skip their row, or become absent (on_error).
+    With keep_decoded false, image and audio cells are checked by decoding them and then kept as cells
+    (the split decodes them again when they are taken)."""
     n = len(table)
     bad: dict[int, list[tuple[str, str]]] = {}
     items: dict[str, list[Any]] = {}
+    lazy: dict[str, Callable[[Any], Any]] = {}
     for column, processor in processors.items():
         if column not in table.columns:
             items[column] = [None] * n  # a column left out of the manifest is absent everywhere
             continue
         cells = table.values(column)
-        decoded = _decode_column(processor, cells, table.base_dir, progress, f"{name}: {column}")
+        decode_now = keep_decoded or processor.kind not in FILE_KINDS
+        if not decode_now:
+            lazy[column] = partial(processor.load, base_dir=table.base_dir)
+        decoded = _decode_column(processor, cells, table.base_dir, progress, f"{name}: {column}", decode_now)
         for row, (_, error) in enumerate(decoded):
             if error is not None:
                 _fail_or_note(on_error, table.name, table.row_number(row), column, error)
@@ -173,6 +196,7 @@ def load_split(
         targets=[encoded_targets[r] for r in keep],
         rows=[table.row_number(r) for r in keep],
         issues=issues,
+        lazy=lazy,
     )
     for column, values in split.items.items():
         split.absent[column] = sum(v is None for v in values)
@@ -195,11 +219,15 @@ def _decode_column(
     base_dir: Path,
     progress: Callable[[str, int], Iterator[None]] | None,
     label: str,
+    keep: bool = True,
 ) -> list[tuple[Any, str | None]]:
-    """(decoded value or None, error or None) per cell; file columns decode on a thread pool."""
-    if processor.kind not in FILE_KINDS or len(cells) < 8:  # a pool costs more than a few files
+    """(decoded value or None, error or None) per cell; file columns decode on a thread pool. With
+    keep false, a good cell comes back as itself (checked, not kept decoded)."""
+    if keep and (processor.kind not in FILE_KINDS or len(cells) < 8):  # a pool costs more than a few files
         return processor.load_many(cells, base_dir)
-    one = partial(processor.load_cell, base_dir=base_dir)
+    one = (
+        partial(processor.load_cell, base_dir=base_dir) if keep else partial(_check_cell, processor, base_dir)
+    )
     out: list[tuple[Any, str | None]] = []
     ticks = progress(label, len(cells)) if progress is not None else None
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
@@ -208,6 +236,11 @@ def _decode_column(
             if ticks is not None:
                 next(ticks, None)
     return out
+
+
+def _check_cell(processor: Processor, base_dir: Path, cell: Any) -> tuple[Any, str | None]:
+    value, error = processor.load_cell(cell, base_dir)
+    return (None if value is None else cell), error
 
 
 def fit_processors(
@@ -229,7 +262,7 @@ def finish_processors(processors: dict[str, Processor], split: Split, keep: Coll
     for column, processor in processors.items():
         if column in keep:
             continue
-        processor.finish([item for item in split.items[column] if item is not None])
+        processor.finish(split.sample(column))
 
 
 def split_off(table: Table, fraction: float, seed: int, labels: list[Any] | None) -> tuple[Table, Table]:
@@ -250,10 +283,6 @@ def split_off(table: Table, fraction: float, seed: int, labels: list[Any] | None
     held_set = set(held)
     kept = [r for r in range(n) if r not in held_set]
     return table.subset(kept), table.subset(sorted(held))
-
-
-def make_target_processor(schema: Schema) -> TargetProcessor | None:
-    return make_target(schema.task, schema.targets) if schema.targets else None
 
 
 def summarize_issues(issues: list[Issue]) -> str:

@@ -12,8 +12,6 @@ Everything is generated from a seed, without downloads, and is bit-for-bit repro
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +19,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 from PIL import Image, ImageDraw
+
+from mumo.io import atomic_path
 
 __all__ = [
     "BACKGROUNDS",
@@ -319,14 +319,8 @@ def _write_wav(path: Path, audio: np.ndarray) -> None:
 
 
 def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            frame.to_csv(fh, index=False, lineterminator="\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, lineterminator="\n")
 
 
 def make_shapes(

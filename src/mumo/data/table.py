@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from mumo.cells import as_number, is_empty
 from mumo.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -42,15 +42,6 @@ class Table:
     def subset(self, rows: list[int]) -> Table:
         numbers = [self.row_number(r) for r in rows]
         return Table(self.name, self.base_dir, self.frame.iloc[rows].reset_index(drop=True), numbers)
-
-
-def is_empty(value: Any) -> bool:
-    """Empty cells mean 'absent': None, NaN, or blank text."""
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
 
 
 def _clean(value: Any) -> Any:
@@ -129,23 +120,6 @@ def _check_header(path: Path, delimiter: str) -> None:
         seen.add(name)
 
 
-def as_number(value: Any) -> float | None:
-    """A cell as a finite float, or None if it is not a number."""
-    if type(value) is float:  # the common case, first
-        return value if math.isfinite(value) else None
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
-
-
 def infer_kind(values: list[Any]) -> str:
     """Guess a column's kind from its non-empty values: extensions, numbers, then cardinality."""
     present = [v for v in values if v is not None]
@@ -181,15 +155,3 @@ def is_row_index(values: list[Any]) -> bool:
         return False
     start = numbers[0]
     return start in (0.0, 1.0) and all(n == start + i for i, n in enumerate(numbers))
-
-
-def infer_target_task(values: list[Any]) -> str:
-    """classification for labels, regression for real-valued targets."""
-    present = [v for v in values if v is not None]
-    numbers = [as_number(v) for v in present]
-    if present and all(n is not None for n in numbers):
-        distinct = {n for n in numbers}
-        integral = all(float(n).is_integer() for n in distinct if n is not None)
-        if not integral or len(distinct) > 20:
-            return "regression"
-    return "classification"

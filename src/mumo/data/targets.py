@@ -7,8 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mumo.data.table import as_number
-from mumo.modalities.base import CellError
+from mumo.cells import CellError, as_number
 
 TRUE = {"1", "1.0", "true", "yes", "y", "t"}
 FALSE = {"0", "0.0", "false", "no", "n", "f"}
@@ -16,8 +15,6 @@ FALSE = {"0", "0.0", "false", "no", "n", "f"}
 
 class TargetProcessor:
     """Encodes target cells (one list of values per target column) into a tensor per row."""
-
-    task = ""
 
     def __init__(self, columns: list[str]) -> None:
         self.columns = columns
@@ -35,15 +32,13 @@ class TargetProcessor:
         raise NotImplementedError
 
     def state(self) -> dict[str, Any]:
-        return {"task": self.task, "columns": self.columns}
+        return {"columns": self.columns}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.columns = list(state["columns"])
 
 
 class ClassTarget(TargetProcessor):
-    task = "classification"
-
     def __init__(self, columns: list[str]) -> None:
         super().__init__(columns)
         self.classes: list[str] = []
@@ -76,8 +71,6 @@ class ClassTarget(TargetProcessor):
 
 
 class RegressionTarget(TargetProcessor):
-    task = "regression"
-
     def __init__(self, columns: list[str]) -> None:
         super().__init__(columns)
         self.mean, self.std = [0.0], [1.0]
@@ -121,8 +114,6 @@ class RegressionTarget(TargetProcessor):
 class MultilabelTarget(TargetProcessor):
     """One 0/1 (true/false, yes/no) column per label."""
 
-    task = "multilabel"
-
     def encode(self, values: list[Any]) -> list[float]:
         out = []
         for value, column in zip(values, self.columns, strict=True):
@@ -138,23 +129,6 @@ class MultilabelTarget(TargetProcessor):
     @property
     def out_dim(self) -> int:
         return len(self.columns)
-
-
-TARGETS: dict[str, type[TargetProcessor]] = {
-    "classification": ClassTarget,
-    "regression": RegressionTarget,
-    "multilabel": MultilabelTarget,
-}
-
-
-def make_target(task: str, columns: list[str]) -> TargetProcessor:
-    return TARGETS[task](columns)
-
-
-def restore_target(state: dict[str, Any]) -> TargetProcessor:
-    target = make_target(state["task"], state["columns"])
-    target.set_state(state)
-    return target
 
 
 def _label(value: Any) -> str:

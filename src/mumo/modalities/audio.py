@@ -14,18 +14,11 @@ import soundfile as sf
 import torch
 from torch import Tensor, nn
 
-from mumo.config import AudioOptions, CNNEncoder
-from mumo.modalities.base import (
-    ENCODERS,
-    PROCESSORS,
-    CellError,
-    EncoderOutput,
-    Processor,
-    encoder_key,
-    masked_mean,
-    placeholder_rows,
-)
+from mumo.cells import CellError
+from mumo.config import AudioOptions, CNNOptions
+from mumo.modalities.base import ENCODERS, PROCESSORS, Processor, encoder_key, placeholder_rows
 from mumo.modalities.image import ConvNet, output_side, resolve
+from mumo.outputs import EncoderOutput, masked_mean
 
 
 def read_audio(path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
@@ -216,7 +209,7 @@ def spec_augment(mel: Tensor, frames: Tensor, freq_share: float = 0.15, time_sha
 class AudioCNN(nn.Module):
     """A small CNN over the log-mel; frequency is pooled away, leaving one token per time step."""
 
-    def __init__(self, options: CNNEncoder, dim: int, processor: Processor) -> None:
+    def __init__(self, options: CNNOptions, dim: int, processor: Processor) -> None:
         super().__init__()
         self.net = ConvNet(1, options.channels, dim)
         self.stages = len(options.channels)

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from torch import Tensor, nn
 
+from mumo.cells import CellError
+from mumo.io import write_json
 from mumo.registry import Registry
-
-
-class EncoderOutput(NamedTuple):
-    """The one output type of every encoder, so any fusion works with any encoder."""
-
-    pooled: Tensor  # (B, D) one vector per row
-    tokens: Tensor  # (B, T, D) per-token / per-patch / per-frame vectors
-    mask: Tensor  # (B, T) bool, True where a token is real
-
-
-class CellError(Exception):
-    """A cell that names a missing or undecodable file, or holds a value of the wrong type."""
 
 
 class Processor:
@@ -90,32 +78,9 @@ class Processor:
         self.set_state(state)
 
 
-def write_json(path: Path, payload: Any) -> None:
-    write_text(path, json.dumps(payload, indent=2, sort_keys=True))
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write atomically: a temp file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def placeholder_rows(items: list[Any | None], example: Any) -> list[Any]:
     """Fill absent slots with a real example's shape so the batch stacks; the model never encodes them."""
     return [example if item is None else item for item in items]
-
-
-def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
-    """(B, T, D), (B, T) → (B, D), averaging only the real tokens."""
-    weights = mask.unsqueeze(-1).to(tokens.dtype)
-    return (tokens * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
 # An encoder is registered under (kind, type) and built as cls(options, dim, processor).
@@ -127,13 +92,6 @@ def encoder_key(kind: str, type_: str) -> str:
     return f"{kind}/{type_}"
 
 
-def dummy_batch(processor: Processor, cells: list[Any], base_dir: Path) -> dict[str, Tensor]:
-    """Load and collate a few cells: used by tests and benchmarks to feed an encoder."""
-    items = [processor.load(cell, base_dir) for cell in cells]
-    processor.finish(items)
-    return processor.collate(items, train=True)
-
-
 def length_order(items: list[Any]) -> list[int]:
     """Row order for inference batches: token sequences longest first (so a batch pads little, as
     sentence-transformers does), anything else as it is."""
@@ -143,25 +101,4 @@ def length_order(items: list[Any]) -> list[int]:
     return sorted(range(len(items)), key=lambda i: -lengths[i])
 
 
-def count_parameters(module: nn.Module) -> tuple[int, int]:
-    """(total, trainable) parameter counts."""
-    total = sum(p.numel() for p in module.parameters())
-    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-    return total, trainable
-
-
-__all__ = [
-    "ENCODERS",
-    "PROCESSORS",
-    "CellError",
-    "EncoderOutput",
-    "Processor",
-    "count_parameters",
-    "dummy_batch",
-    "encoder_key",
-    "length_order",
-    "masked_mean",
-    "placeholder_rows",
-    "write_json",
-    "write_text",
-]
+__all__ = ["ENCODERS", "PROCESSORS", "Processor", "encoder_key", "length_order", "placeholder_rows"]

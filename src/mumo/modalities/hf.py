@@ -23,20 +23,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mumo.config import HFEncoder
+from mumo.cells import CellError
+from mumo.config import HFOptions
 from mumo.errors import ConfigError
 from mumo.modalities.audio import read_audio, resample
-from mumo.modalities.base import (
-    ENCODERS,
-    PROCESSORS,
-    CellError,
-    EncoderOutput,
-    Processor,
-    encoder_key,
-    masked_mean,
-    placeholder_rows,
-)
+from mumo.modalities.base import ENCODERS, PROCESSORS, Processor, encoder_key, placeholder_rows
 from mumo.modalities.image import decode_image, resolve
+from mumo.outputs import EncoderOutput, masked_mean
 
 # Installed packages that carry a model inside them: Hub name (lower case) → (module, folder in it).
 PRETRAINED_PACKAGES: dict[str, tuple[str, str]] = {
@@ -98,7 +91,7 @@ class Features:
 class HFProcessor(Processor):
     """Common part: resolve the backbone, keep its config; save both under preprocess/<column>/hf/."""
 
-    def __init__(self, column: str, options: HFEncoder | None = None) -> None:
+    def __init__(self, column: str, options: HFOptions | None = None) -> None:
         super().__init__(column)
         self.options = options
         self.source: Path | None = None  # where the pretrained weights are (None after a reload)
@@ -138,7 +131,7 @@ class HFProcessor(Processor):
         return {"options": self.options.model_dump()}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.options = HFEncoder(**state["options"])
+        self.options = HFOptions(**state["options"])
 
     def save(self, folder: Path) -> None:
         super().save(folder)
@@ -260,7 +253,7 @@ class HFAudioProcessor(HFProcessor):
 
     kind = "audio"
 
-    def __init__(self, column: str, options: HFEncoder | None = None) -> None:
+    def __init__(self, column: str, options: HFOptions | None = None) -> None:
         super().__init__(column, options)
         self.seconds = 0.0
 
@@ -404,7 +397,7 @@ def apply_lora(backbone: nn.Module, options: Any, key: str) -> nn.Module:
 class HFBackbone(nn.Module):
     """A pretrained backbone, its pooling, and a linear projection to model.dim (tokens and pooled)."""
 
-    def __init__(self, options: HFEncoder, dim: int, processor: Processor) -> None:
+    def __init__(self, options: HFOptions, dim: int, processor: Processor) -> None:
         super().__init__()
         assert isinstance(processor, HFProcessor)
         key = f"model.encoders.{processor.column}"

@@ -13,16 +13,10 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
-from mumo.config import CNNEncoder, ImageOptions
-from mumo.modalities.base import (
-    ENCODERS,
-    PROCESSORS,
-    CellError,
-    EncoderOutput,
-    Processor,
-    encoder_key,
-    placeholder_rows,
-)
+from mumo.cells import CellError
+from mumo.config import CNNOptions, ImageOptions
+from mumo.modalities.base import ENCODERS, PROCESSORS, Processor, encoder_key, placeholder_rows
+from mumo.outputs import EncoderOutput
 
 Image.MAX_IMAGE_PIXELS = 20_000 * 20_000  # large but bounded: refuse decompression bombs beyond this
 
@@ -169,7 +163,7 @@ class ImageCNN(nn.Module):
     """A small CNN; its tokens are the cells of the last feature map (spatial tokens). The pooled vector
     is a max over cells, so a small object is not averaged away by the background."""
 
-    def __init__(self, options: CNNEncoder, dim: int, processor: Processor) -> None:
+    def __init__(self, options: CNNOptions, dim: int, processor: Processor) -> None:
         super().__init__()
         self.net = ConvNet(3, options.channels, dim)
         self.token_norm = nn.LayerNorm(dim)

@@ -9,9 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mumo.config import EmbeddingEncoder, MLPEncoder
-from mumo.data.table import as_number
-from mumo.modalities.base import ENCODERS, PROCESSORS, CellError, EncoderOutput, Processor, encoder_key
+from mumo.cells import CellError, as_number
+from mumo.config import EmbeddingOptions, MLPOptions
+from mumo.modalities.base import ENCODERS, PROCESSORS, Processor, encoder_key
+from mumo.outputs import EncoderOutput
 
 UNKNOWN = "<unknown>"
 
@@ -110,7 +111,7 @@ def _key(cell: Any) -> str:
 class NumericMLP(nn.Module):
     """One number → a dim-sized vector through a small MLP (a learned, non-linear feature embedding)."""
 
-    def __init__(self, options: MLPEncoder, dim: int, processor: Processor) -> None:
+    def __init__(self, options: MLPOptions, dim: int, processor: Processor) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(1, options.hidden),
@@ -131,7 +132,7 @@ class NumericMLP(nn.Module):
 class CategoryEmbedding(nn.Module):
     """A learned vector per category (index 0 is the unknown bucket)."""
 
-    def __init__(self, options: EmbeddingEncoder, dim: int, processor: Processor) -> None:
+    def __init__(self, options: EmbeddingOptions, dim: int, processor: Processor) -> None:
         super().__init__()
         assert isinstance(processor, CategoricalProcessor)
         self.embedding = nn.Embedding(len(processor.categories), dim)

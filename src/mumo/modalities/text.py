@@ -10,17 +10,11 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mumo.config import GRUEncoder, TextOptions, TransformerEncoder
-from mumo.modalities.base import (
-    ENCODERS,
-    PROCESSORS,
-    CellError,
-    EncoderOutput,
-    Processor,
-    encoder_key,
-    masked_mean,
-    write_text,
-)
+from mumo.cells import CellError
+from mumo.config import GRUOptions, TextOptions, TransformerOptions
+from mumo.io import write_text
+from mumo.modalities.base import ENCODERS, PROCESSORS, Processor, encoder_key
+from mumo.outputs import EncoderOutput, masked_mean
 
 PAD, UNK = "[PAD]", "[UNK]"
 
@@ -89,7 +83,7 @@ class TextProcessor(Processor):
 class TextTransformer(nn.Module):
     """A small pre-norm transformer over word pieces with learned positions."""
 
-    def __init__(self, options: TransformerEncoder, dim: int, processor: Processor) -> None:
+    def __init__(self, options: TransformerOptions, dim: int, processor: Processor) -> None:
         super().__init__()
         assert isinstance(processor, TextProcessor)
         if dim % options.heads:
@@ -121,7 +115,7 @@ class TextTransformer(nn.Module):
 class TextGRU(nn.Module):
     """A bidirectional GRU over word pieces; each direction has dim/2 units."""
 
-    def __init__(self, options: GRUEncoder, dim: int, processor: Processor) -> None:
+    def __init__(self, options: GRUOptions, dim: int, processor: Processor) -> None:
         super().__init__()
         assert isinstance(processor, TextProcessor)
         self.embed = nn.Embedding(processor.vocab_size, dim, padding_idx=0)

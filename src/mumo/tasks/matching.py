@@ -1,43 +1,60 @@
-"""Image-text matching (`task: matching`): is (a, b) a true pair? Trained from positive pairs only.
+"""task: matching — is (a, b) a true pair? Trained from positive pairs only.
 
 As in ALBEF / BLIP: the two columns are also aligned contrastively (ITC, in-batch InfoNCE), and those
 similarities pick hard negatives in the batch: for every a_i a b_j (j != i) drawn with probability
 softmax(similarity) — the closest wrong partners most often — and likewise for every b_i an a_k. A
 fusion of the two columns' encoder outputs and a small head score each pair (ITM, binary
 cross-entropy over the positives and the mined negatives), with the pair's ITC cosine added to the logit.
-Validation scores true pairs against fixed mismatches (the next row's partner); the report adds AUROC
-against the hardest negative of the whole split.
+Validation scores true pairs against fixed mismatches (the next row's partner); the evaluation adds
+AUROC against the hardest negative of the whole split.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
-from mumo.config import TaskConfig
-from mumo.contrastive import ContrastiveModel, infonce_loss, pair_retrieval_metrics, resolve_pairs
-from mumo.data.dataset import Batch
+from mumo.config import ModelConfig, TaskOptions
+from mumo.data.dataset import Batch, make_batch
+from mumo.data.prepare import Schema, Split
+from mumo.errors import ConfigError
+from mumo.fusion import build_fusion
 from mumo.metrics import roc_auc
-from mumo.modalities.base import EncoderOutput
-from mumo.model import module_key
-from mumo.tasks import TASKS, Task
+from mumo.network import build_encoders, module_key
+from mumo.outputs import EncoderOutput
+from mumo.tasks.base import TASKS, Direction, Evaluated
+from mumo.tasks.contrastive import Contrastive, ContrastiveNetwork, Pair, infonce_loss, pair_retrieval_metrics
+
+if TYPE_CHECKING:
+    from mumo.predictor import Predictor
+
+
+class MatchingOptions(TaskOptions):
+    type: Literal["matching"] = "matching"
+    pairs: list[list[str]] | None = Field(
+        None, description="The one column pair to score, e.g. [[caption, image]]; null = the two inputs."
+    )
+    temperature: float = Field(0.07, gt=0, description="Initial temperature of the alignment (learned).")
+    projection: int | None = Field(None, ge=1, description="Alignment embedding width; null = model.dim.")
 
 
 def _take(output: EncoderOutput, index: Tensor) -> EncoderOutput:
     return EncoderOutput(output.pooled[index], output.tokens[index], output.mask[index])
 
 
-class MatchingModel(ContrastiveModel):
-    """ContrastiveModel (ITC) + a fusion of the pair and a binary head (ITM)."""
+class MatchingNetwork(ContrastiveNetwork):
+    """ContrastiveNetwork (ITC) + a fusion of the pair and a binary head (ITM)."""
 
     def __init__(
         self,
         encoders: dict[str, nn.Module],
-        pair: tuple[str, str],
+        pair: Pair,
         dim: int,
         projection: int,
         fusion: nn.Module,
@@ -130,42 +147,112 @@ class MatchingModel(ContrastiveModel):
 
 
 @TASKS.register("matching")
-class Matching(Task):
-    """Validation outputs: per row the match probability of its true pair and of a mismatched pair."""
+class Matching(Contrastive):
+    """Validation outputs: per row the match probability of its true pair and of a mismatched pair. A
+    prediction is whether each row's pair matches, with its probability. Embeddings and zero-shot work
+    as for a contrastive run."""
 
     name = "matching"
+    Options = MatchingOptions  # type: ignore[assignment]
+    gradcache = False
 
-    def __init__(self, options: TaskConfig, target: Any = None) -> None:
-        super().__init__(options, target)
-        self.pairs: list[tuple[str, str]] = []
+    @classmethod
+    def plan(cls, schema: Schema, options: TaskOptions) -> tuple[Schema, TaskOptions]:
+        schema, options = super().plan(schema, options)
+        pairs = getattr(options, "pairs", None) or []
+        if len(pairs) != 1:
+            raise ConfigError(f"task.pairs: matching scores one pair of columns, got {len(pairs)}")
+        return schema, options
 
-    @property
-    def out_dim(self) -> int:
-        return 1
+    def build_network(self, model: ModelConfig, processors: dict[str, Any]) -> nn.Module:
+        options: Any = self.options
+        pair = self.pairs[0]
+        kinds = {c: self.inputs[c] for c in pair}
+        encoders = build_encoders(model, kinds, processors)
+        fusion = build_fusion(model.fusion, kinds, model.dim, model.dim)
+        if fusion.produces_logits:
+            raise ConfigError(
+                f"model.fusion.type: {model.fusion.type!r} cannot score pairs; use concat, attention, ..."
+            )
+        return MatchingNetwork(
+            encoders, pair, model.dim, options.projection or model.dim, fusion, options.temperature
+        )
 
-    @property
-    def main_metric(self) -> tuple[str, str]:
-        return ("itm_auroc", "max")
-
-    def training_loss(self, model: nn.Module, batch: Batch) -> Tensor:
-        return model(batch)
-
-    def predict_logits(self, model: nn.Module, batch: Batch) -> Tensor:
-        return model.match_logits(batch)  # type: ignore[operator]  # each row's own pair, not the loss
-
-    def eval_step(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
-        assert isinstance(model, MatchingModel)
-        loss, _, _, logits = model.losses(batch, mined=False)
+    def eval_step(self, network: nn.Module, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        loss, _, _, logits = network.losses(batch, mined=False)  # type: ignore[operator]
         n = len(logits) // 3
         probs = logits.float().sigmoid()
         outputs = torch.stack([probs[:n], probs[n : 2 * n]], dim=1)  # (n, 2): true pair, mismatched pair
         return loss, outputs, torch.zeros(n)
 
-    def metrics(self, target: Tensor, outputs: Tensor) -> dict[str, float]:
+    def metrics(self, targets: Tensor, outputs: Tensor) -> dict[str, float]:
         return itm_metrics(outputs[:, 0].numpy(), outputs[:, 1].numpy())
 
-    def outputs(self, logits: Tensor) -> Tensor:
-        return logits.float().sigmoid().unsqueeze(-1)
+    def directions(self) -> dict[str, Direction]:
+        return {**super().directions(), "itm_accuracy": "max", "itm_auroc": "max", "itm_auroc_hardest": "max"}
+
+    @property
+    def main_metric(self) -> str:
+        return "itm_auroc"
+
+    def predict_outputs(self, network: nn.Module, batch: Batch) -> Tensor:
+        return network.match_logits(batch).float().sigmoid().unsqueeze(-1)  # type: ignore[operator]
+
+    def rows(self, outputs: Tensor) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for (probability,) in outputs.tolist():
+            if math.isnan(probability):  # a column of the pair is absent
+                results.append({"prediction": None, "match_probability": None})
+            else:
+                results.append({"prediction": probability >= 0.5, "match_probability": probability})
+        return results
+
+    def skipped_row(self) -> dict[str, Any]:
+        return {"prediction": None, "match_probability": None, "skipped": True}
+
+    def evaluate(self, predictor: Predictor, split: Split, absent: tuple[str, ...] = ()) -> Evaluated:
+        """ITC retrieval metrics; ITM accuracy / AUROC of every true pair against a mismatched one (the
+        next row's partner), and AUROC against its hardest negative over the whole split (by ITC
+        similarity: often an equally good description, e.g. the same caption words)."""
+        from mumo.embedding import embed_split
+
+        left, right = self.pairs[0]
+        a, b = embed_split(predictor, split, left), embed_split(predictor, split, right)
+        embeddings = {left: a, right: b}
+        metrics = pair_retrieval_metrics(embeddings, self.pairs)
+        both = np.flatnonzero(~np.isnan(a).any(1) & ~np.isnan(b).any(1))
+        if len(both) < 2:
+            return Evaluated({**metrics, **itm_metrics(np.zeros(0), np.zeros(0))}, {"embeddings": embeddings})
+        similarity = a[both] @ b[both].T
+        np.fill_diagonal(similarity, -np.inf)
+        hardest = both[similarity.argmax(1)]
+        positive = self._probabilities(predictor, split, both, both)
+        shifted = self._probabilities(predictor, split, both, np.roll(both, -1))
+        hard = itm_metrics(positive, self._probabilities(predictor, split, both, hardest))
+        metrics = {**metrics, **itm_metrics(positive, shifted), "itm_auroc_hardest": hard["itm_auroc"]}
+        return Evaluated(metrics, {"embeddings": embeddings})
+
+    def _probabilities(
+        self,
+        predictor: Predictor,
+        split: Split,
+        left_rows: np.ndarray,
+        right_rows: np.ndarray,
+        size: int = 256,
+    ) -> np.ndarray:
+        """Match probabilities of the pairs (left cell of row left_rows[i], right cell of right_rows[i])."""
+        left, right = self.pairs[0]
+        processors = {c: predictor.processors[c] for c in (left, right)}
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(left_rows), size):
+                items = {
+                    left: split.take(left, left_rows[start : start + size]),
+                    right: split.take(right, right_rows[start : start + size]),
+                }
+                batch = make_batch(items, processors, None, None, train=False)
+                out.append(self.predict_outputs(predictor.network, batch)[:, 0].numpy())
+        return np.concatenate(out)
 
 
 def itm_metrics(positive: np.ndarray, negative: np.ndarray) -> dict[str, float]:
@@ -178,61 +265,3 @@ def itm_metrics(positive: np.ndarray, negative: np.ndarray) -> dict[str, float]:
         "itm_accuracy": float(((scores >= 0.5) == labels).mean()),
         "itm_auroc": float(roc_auc(labels, scores)),
     }
-
-
-def build_matching(
-    model: Any, task: TaskConfig, inputs: dict[str, str], processors: dict[str, Any]
-) -> tuple[MatchingModel, Matching]:
-    from mumo.errors import ConfigError
-    from mumo.fusion import build_fusion
-    from mumo.model import build_encoders
-
-    pairs = resolve_pairs(task, list(inputs))
-    if len(pairs) != 1:
-        raise ConfigError(f"task.pairs: matching scores one pair of columns, got {len(pairs)}")
-    pair = pairs[0]
-    encoders = build_encoders(model, {c: inputs[c] for c in pair}, processors)
-    fusion = build_fusion(model.fusion, {c: inputs[c] for c in pair}, model.dim, model.dim)
-    if fusion.produces_logits:
-        raise ConfigError(
-            f"model.fusion.type: {model.fusion.type!r} cannot score pairs; use concat, attention, ..."
-        )
-    network = MatchingModel(encoders, pair, model.dim, task.projection or model.dim, fusion, task.temperature)
-    matching = Matching(task)
-    matching.pairs = [pair]
-    return network, matching
-
-
-def split_metrics(model: Any, split: Any, batch_size: int = 256) -> dict[str, float]:
-    """A matching run on a prepared split: ITC retrieval metrics; ITM accuracy / AUROC of every true pair
-    against a mismatched one (the next row's partner), and AUROC against its hardest negative over the
-    whole split (by ITC similarity: often an equally good description, e.g. the same caption words)."""
-    from mumo.data.dataset import make_batch
-
-    left, right = model.task.pairs[0]
-    a, b = model.embed_split(split, left), model.embed_split(split, right)
-    metrics = pair_retrieval_metrics({left: a, right: b}, [(left, right)])
-    both = np.flatnonzero(~np.isnan(a).any(1) & ~np.isnan(b).any(1))
-    if len(both) < 2:
-        return {**metrics, **itm_metrics(np.zeros(0), np.zeros(0))}
-    similarity = a[both] @ b[both].T
-    np.fill_diagonal(similarity, -np.inf)
-    hardest = both[similarity.argmax(1)]
-    processors = {c: model.processors[c] for c in (left, right)}
-
-    def probabilities(left_rows: np.ndarray, right_rows: np.ndarray) -> np.ndarray:
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(left_rows), batch_size):
-                items = {
-                    left: [split.items[left][i] for i in left_rows[start : start + batch_size]],
-                    right: [split.items[right][i] for i in right_rows[start : start + batch_size]],
-                }
-                batch = make_batch(items, processors, None, None, train=False)
-                out.append(model.network.match_logits(batch).sigmoid().numpy())
-        return np.concatenate(out)
-
-    positive = probabilities(both, both)
-    shifted = probabilities(both, np.roll(both, -1))
-    hard = itm_metrics(positive, probabilities(both, hardest))
-    return {**metrics, **itm_metrics(positive, shifted), "itm_auroc_hardest": hard["itm_auroc"]}

@@ -1,16 +1,18 @@
-"""MultimodalModel(encoders, fusion, head), and build_model: the one place where config becomes classes."""
+"""The network: MultimodalNetwork(encoders, fusion, head) and the builders that turn a model config into
+its parts (the one place where config becomes classes; each task calls them for its own network)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from mumo.config import DEFAULT_ENCODER, ENCODERS_FOR_KIND, HeadConfig, ModelConfig, build_config
+from mumo.config import DEFAULT_ENCODER, ENCODER_OPTIONS, ENCODERS_FOR_KIND, HeadConfig, ModelConfig
 from mumo.data.dataset import Batch
 from mumo.errors import ConfigError
 from mumo.fusion import build_fusion
 from mumo.modalities import ENCODERS, Processor
-from mumo.modalities.base import EncoderOutput, encoder_key
+from mumo.modalities.base import encoder_key
+from mumo.outputs import EncoderOutput
 
 
 def module_key(column: str) -> str:
@@ -18,7 +20,7 @@ def module_key(column: str) -> str:
     return column.replace(".", "\u2024")  # one-dot leader: looks like a dot, is not one
 
 
-class MultimodalModel(nn.Module):
+class MultimodalNetwork(nn.Module):
     """Encode each input, replace absent rows by a learned 'absent' embedding, fuse, and apply the head."""
 
     def __init__(
@@ -133,8 +135,7 @@ def resolve_encoders(model: ModelConfig, inputs: dict[str, str]) -> ModelConfig:
             )
     for column, kind in inputs.items():
         if column not in encoders:
-            raw = {"model": {"encoders": {column: {"type": DEFAULT_ENCODER[kind]}}}, "data": {"train": "-"}}
-            encoders[column] = build_config(raw).model.encoders[column]
+            encoders[column] = ENCODER_OPTIONS[DEFAULT_ENCODER[kind]]()  # type: ignore[assignment]
         allowed = ENCODERS_FOR_KIND[kind]
         if encoders[column].type not in allowed:
             raise ConfigError(
@@ -158,10 +159,10 @@ def build_encoders(
     return encoders
 
 
-def build_model(
+def build_network(
     model: ModelConfig, inputs: dict[str, str], processors: dict[str, Processor], out_dim: int
-) -> MultimodalModel:
-    """Config → parts → MultimodalModel. `model` must already be resolved (resolve_encoders)."""
+) -> MultimodalNetwork:
+    """Config → parts → MultimodalNetwork. `model` must already be resolved (resolve_encoders)."""
     encoders = build_encoders(model, inputs, processors)
     fusion = build_fusion(model.fusion, inputs, model.dim, out_dim)
     # A fusion that produces logits (late) is its own head.
@@ -171,4 +172,11 @@ def build_model(
     categorical = {c: len(processors[c].categories) for c, k in inputs.items() if k == "categorical"}  # type: ignore[attr-defined]
     if model.wide and (numeric or categorical):
         wide = Wide(numeric, categorical, out_dim)
-    return MultimodalModel(encoders, fusion, head, model.dim, wide, model.modality_dropout)
+    return MultimodalNetwork(encoders, fusion, head, model.dim, wide, model.modality_dropout)
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts."""
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return total, trainable

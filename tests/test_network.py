@@ -1,4 +1,4 @@
-"""MultimodalModel built from config: forward shapes, absent inputs, resolve_encoders, and registries."""
+"""MultimodalNetwork built from config: forward shapes, absent inputs, resolve_encoders, and registries."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from mumo.config import (
-    CNNEncoder,
-    ConcatFusion,
-    EmbeddingEncoder,
-    GRUEncoder,
-    MLPEncoder,
+    CNNOptions,
+    ConcatOptions,
+    EmbeddingOptions,
+    GRUOptions,
+    MLPOptions,
     ModelConfig,
     TextOptions,
-    TransformerEncoder,
+    TransformerOptions,
 )
 from mumo.data.dataset import Batch, make_batch
 from mumo.errors import ConfigError
@@ -24,7 +24,7 @@ from mumo.fusion import FUSIONS, build_fusion
 from mumo.modalities import ENCODERS, Processor
 from mumo.modalities.tabular import CategoricalProcessor, NumericProcessor
 from mumo.modalities.text import TextProcessor
-from mumo.model import MultimodalModel, build_model, module_key, resolve_encoders
+from mumo.network import MultimodalNetwork, build_network, module_key, resolve_encoders
 from mumo.tasks import TASKS
 
 INPUTS = {"caption": "text", "price": "numeric", "brand": "categorical"}
@@ -51,10 +51,10 @@ def processors(tmp_path: Path) -> dict[str, Processor]:
     return {"caption": text, "price": price, "brand": brand}
 
 
-def _model(processors: dict[str, Processor], **kwargs: Any) -> MultimodalModel:
+def _model(processors: dict[str, Processor], **kwargs: Any) -> MultimodalNetwork:
     torch.manual_seed(0)
     config = resolve_encoders(ModelConfig(dim=16, **kwargs), INPUTS)
-    return build_model(config, INPUTS, processors, OUT_DIM)
+    return build_network(config, INPUTS, processors, OUT_DIM)
 
 
 def _items(
@@ -100,7 +100,7 @@ def test_column_with_a_dot_in_its_name(processors: dict[str, Processor]) -> None
     torch.manual_seed(0)
     inputs = {"item.price": "numeric"}
     config = resolve_encoders(ModelConfig(dim=8), inputs)
-    model = build_model(config, inputs, {"item.price": processors["price"]}, 2)
+    model = build_network(config, inputs, {"item.price": processors["price"]}, 2)
     batch = make_batch({"item.price": [0.5, None]}, {"item.price": processors["price"]}, None, None, False)
     assert model(batch).shape == (2, 2)
     assert module_key("item.price") in model.absent
@@ -181,20 +181,20 @@ def test_backward_reaches_the_absent_embedding(processors: dict[str, Processor])
 # -------------------------------------------------------------------------------- resolve_encoders
 def test_resolve_encoders_fills_kind_defaults() -> None:
     inputs = {"caption": "text", "img": "image", "snd": "audio", "price": "numeric", "brand": "categorical"}
-    resolved = resolve_encoders(ModelConfig(encoders={"caption": GRUEncoder(layers=2)}), inputs)
+    resolved = resolve_encoders(ModelConfig(encoders={"caption": GRUOptions(layers=2)}), inputs)
     assert list(resolved.encoders) == list(inputs)
     assert resolved.encoders == {
-        "caption": GRUEncoder(layers=2),
-        "img": CNNEncoder(),
-        "snd": CNNEncoder(),
-        "price": MLPEncoder(),
-        "brand": EmbeddingEncoder(),
+        "caption": GRUOptions(layers=2),
+        "img": CNNOptions(),
+        "snd": CNNOptions(),
+        "price": MLPOptions(),
+        "brand": EmbeddingOptions(),
     }
-    assert resolve_encoders(ModelConfig(), {"caption": "text"}).encoders == {"caption": TransformerEncoder()}
+    assert resolve_encoders(ModelConfig(), {"caption": "text"}).encoders == {"caption": TransformerOptions()}
 
 
 def test_resolve_encoders_unknown_column() -> None:
-    config = ModelConfig(encoders={"title": TransformerEncoder()})
+    config = ModelConfig(encoders={"title": TransformerOptions()})
     with pytest.raises(ConfigError) as info:
         resolve_encoders(config, INPUTS)
     assert (
@@ -203,14 +203,14 @@ def test_resolve_encoders_unknown_column() -> None:
 
 
 def test_resolve_encoders_wrong_kind() -> None:
-    config = ModelConfig(encoders={"caption": CNNEncoder()})
+    config = ModelConfig(encoders={"caption": CNNOptions()})
     with pytest.raises(ConfigError) as info:
         resolve_encoders(config, INPUTS)
     assert str(info.value) == (
         "model.encoders.caption.type: 'cnn' is not a text encoder; choose one of transformer, gru, hf"
     )
     with pytest.raises(ConfigError) as info:
-        resolve_encoders(ModelConfig(encoders={"price": EmbeddingEncoder()}), INPUTS)
+        resolve_encoders(ModelConfig(encoders={"price": EmbeddingOptions()}), INPUTS)
     assert (
         str(info.value)
         == "model.encoders.price.type: 'embedding' is not a numeric encoder; choose one of mlp"
@@ -226,7 +226,7 @@ def test_fusion_registry_unknown_name() -> None:
     assert (
         str(info.value) == f"model.fusion.type: 'atention' is not a fusion; choose one of {', '.join(names)}"
     )
-    assert build_fusion(ConcatFusion(), {"a": "text", "b": "image"}, 8).out_dim == 8
+    assert build_fusion(ConcatOptions(), {"a": "text", "b": "image"}, 8).out_dim == 8
 
 
 def test_task_registry_unknown_name() -> None:

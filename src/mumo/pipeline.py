@@ -1,0 +1,254 @@
+"""mumo.train: config → data → task → fitted processors → Lightning fit → model.safetensors, metrics.json,
+report.html in the run folder."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from mumo.config import Config, TaskOptions, build_config, load_raw
+from mumo.data.builtin import resolve_builtin
+from mumo.data.dataset import make_loader
+from mumo.data.prepare import (
+    Schema,
+    Split,
+    finish_processors,
+    fit_processors,
+    load_split,
+    make_processors,
+    resolve_schema,
+    split_off,
+    summarize_issues,
+)
+from mumo.data.table import read_table
+from mumo.errors import MumoError
+from mumo.network import count_parameters, resolve_encoders
+from mumo.predictor import Predictor
+from mumo.rundir import (
+    WEIGHTS,
+    inherit_processors,
+    init_from_run,
+    load_preprocess,
+    load_run_config,
+    save_config,
+    save_preprocess,
+    save_weights,
+)
+from mumo.tasks import TASKS, Task, resolve_task
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class Run:
+    """What mumo.train returns: where the run is, its metrics, and the trained model."""
+
+    path: Path
+    metrics: dict[str, dict[str, float]]
+    model: Predictor | None = None
+    issues: list[Any] = field(default_factory=list)
+
+
+def train(
+    config: Config | str | Path | dict[str, Any],
+    overrides: dict[str, Any] | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> Run:
+    """Train, evaluate and save a run. `config` is a Config, a YAML path, or a raw dict."""
+    from mumo.evaluation import write_evaluation
+    from mumo.training import fit, load_weights, uses_gradcache
+
+    config = _as_config(config, overrides)
+    run_dir = _run_dir(config, out, resume, overwrite)
+    started = time.time()
+    say = (lambda *_: None) if quiet else console.print
+    data = resolve_builtin(config.data)
+    tables = {
+        name: read_table(path)
+        for name, path in (("train", data.train), ("val", data.val), ("test", data.test))
+        if path
+    }
+
+    # Schema, task and processors: fitted on train now, or reloaded as they were when resuming.
+    if resume:
+        schema, processors, target = load_preprocess(run_dir / "preprocess")
+        config = load_run_config(run_dir)
+        task_class = TASKS.get(schema.task)
+    else:
+        schema = resolve_schema(data, tables["train"], config.task.type)
+        task_class, options = resolve_task(config.task, schema, tables["train"])
+        schema, options = task_class.plan(schema, options)
+        schema.task = task_class.name
+        config = _resolved(config, schema, options)  # checks encoders against column kinds before decoding
+        processors = make_processors(schema, data, config.model.encoders)
+        target = task_class.make_target(schema.targets)
+    inherited: list[str] = []  # columns whose processor (and encoder) come from model.init_from
+    if config.model.init_from and not resume:
+        inherited = inherit_processors(processors, schema, Path(config.model.init_from))
+    if "val" not in tables:
+        labels = task_class.stratify(tables["train"], schema)
+        tables["train"], tables["val"] = split_off(
+            tables["train"], data.val_fraction, config.train.seed, labels
+        )
+    if not resume:
+        fit_processors(processors, target, tables["train"], keep=inherited)
+
+    progress = None if quiet or not config.train.progress or not console.is_terminal else _progress
+    splits: dict[str, Split] = {}
+    for name, table in tables.items():
+        splits[name] = load_split(name, table, processors, target, data.on_error, progress, data.cache)
+        if splits[name].issues:
+            say(f"[yellow]{name}: {summarize_issues(splits[name].issues)}[/yellow]")
+        if not len(splits[name]):
+            raise MumoError(f"{table.name}: no usable rows")
+    for note in schema.notes:
+        say(f"[dim]{note}[/dim]")
+    if not resume:
+        finish_processors(processors, splits["train"], keep=inherited)
+        save_preprocess(run_dir / "preprocess", schema, processors, target)
+        save_config(run_dir, config)
+
+    task: Task = task_class(config.task, schema.inputs, target)
+    torch.manual_seed(config.train.seed)  # the same config and seed give the same initial weights
+    network = task.build_network(config.model, processors)
+    if config.model.init_from and not resume:
+        say(f"[dim]{init_from_run(network, config.model.init_from)}[/dim]")
+    if resume:  # the trained weights now, so that frozen-feature caching below uses them, not a fresh init
+        network.load_state_dict(load_weights(run_dir / "checkpoints" / "last.ckpt"))
+    total, trainable = count_parameters(network)
+    say(_summary(run_dir, schema, splits, total, trainable))
+    if not data.cache:
+        say("[dim]data.cache: false: image and audio files are decoded each time a batch is built[/dim]")
+    if data.feature_cache:
+        from mumo.feature_cache import cache_columns
+
+        for column, rows in cache_columns(
+            network, processors, splits, config.train.batch_size, progress
+        ).items():
+            say(
+                f"[dim]{column}: frozen backbone features cached ({rows} computed now, the rest reused)[/dim]"
+            )
+
+    # GradCache: the loss sees batch_size * accumulate rows; autograd holds batch_size at a time.
+    rows_per_batch = config.train.batch_size * (
+        config.train.accumulate if uses_gradcache(task, config.train) else 1
+    )
+    loaders = {
+        name: make_loader(
+            split,
+            processors,
+            target,
+            batch_size=rows_per_batch,
+            train=name == "train",
+            num_workers=data.num_workers,
+            seed=config.train.seed,
+        )
+        for name, split in splits.items()
+    }
+    fit(config, run_dir, network, task, loaders, resume, quiet)
+    save_weights(network, run_dir / WEIGHTS)
+
+    predictor = Predictor(config, schema, processors, target, network, task, run_dir)
+    metrics = write_evaluation(
+        predictor, run_dir, {k: v for k, v in splits.items() if k != "train"}, tables, quiet
+    )
+    say(
+        f"[green]done[/green] in {time.time() - started:.0f}s → {run_dir}  (report: {run_dir / 'report.html'})"
+    )
+    return Run(
+        path=run_dir, metrics=metrics, model=predictor, issues=[i for s in splits.values() for i in s.issues]
+    )
+
+
+def _as_config(config: Config | str | Path | dict[str, Any], overrides: dict[str, Any] | None) -> Config:
+    if isinstance(config, Config):
+        raw: dict[str, Any] = config.model_dump(mode="json")
+        return build_config(raw, overrides) if overrides else config
+    if isinstance(config, dict):
+        return build_config(config, overrides)
+    return build_config(load_raw(config), overrides, source=str(config))
+
+
+def _resolved(config: Config, schema: Schema, options: TaskOptions) -> Config:
+    """The config as trained: target, task and its options, and every encoder written out."""
+    data = config.data.model_copy(
+        update={
+            "target": schema.targets[0] if len(schema.targets) == 1 else schema.targets or None,
+            "columns": dict(schema.inputs),
+        }
+    )
+    model = resolve_encoders(config.model, schema.inputs)
+    return config.model_copy(update={"data": data, "task": options, "model": model})
+
+
+def _run_dir(config: Config, out: str | Path | None, resume: bool, overwrite: bool) -> Path:
+    """Where the run goes; an existing run is never silently replaced."""
+    if out is None:
+        base = Path("runs") / config.name
+        run_dir, n = base, 1
+        while run_dir.exists() and not resume:
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+    else:
+        run_dir = Path(out)
+    if resume:
+        if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+            raise MumoError(f"{run_dir}: nothing to resume (no checkpoints/last.ckpt)")
+        return run_dir
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise MumoError(
+                f"{run_dir}: already holds files; use --resume to continue it, --overwrite to replace it, or another --out"
+            )
+        for child in (
+            "config.yaml",
+            WEIGHTS,
+            "preprocess",
+            "metrics.json",
+            "report.html",
+            "checkpoints",
+            "logs",
+        ):
+            path = run_dir / child
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _summary(run_dir: Path, schema: Schema, splits: dict[str, Split], total: int, trainable: int) -> str:
+    inputs = ", ".join(f"{c} ({k})" for c, k in schema.inputs.items())
+    sizes = ", ".join(f"{n} {len(s)}" for n, s in splits.items())
+    what = f"of {', '.join(schema.targets)} from {inputs}" if schema.targets else f"over {inputs}"
+    return (
+        f"[bold]mumo[/bold] {schema.task} {what}\n"
+        f"rows: {sizes}   model: {total:,} parameters ({trainable:,} trainable)   run: {run_dir}"
+    )
+
+
+def _progress(label: str, total: int) -> Iterator[None]:
+    """A rich progress bar for decoding files, advanced once per item."""
+    if total < 200:
+        for _ in range(total):
+            yield
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(f"decoding {label}", total=total)
+        for _ in range(total):
+            yield
+            bar.advance(task)
+
+
+__all__ = ["Run", "train"]

@@ -1,0 +1,175 @@
+"""The Lightning Trainer with mumo's callbacks, checkpoints without pickle, and fit(): a task's network
+trained on its loaders, the best checkpoint's weights left in the network."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import Tensor, nn
+
+from mumo.config import Config, TrainConfig
+from mumo.errors import ConfigError
+from mumo.io import atomic_path
+from mumo.tasks import Task
+from mumo.training.module import TrainingModule, uses_gradcache
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Checkpoints are written atomically and loaded with weights_only=True: nothing is unpickled."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+    ) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+    def load_checkpoint(
+        self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+def load_weights(path: Path, prefix: str = "model.") -> dict[str, Tensor]:
+    """The network's tensors from a Lightning checkpoint, without unpickling anything."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def monitor_for(task: Task, train: TrainConfig) -> tuple[str, str]:
+    """The logged value that selects checkpoints and stops early, and its direction: the task's main
+    metric by default, else train.monitor, whose direction the task declares."""
+    if not train.monitor:
+        return "val/selection", task.directions()[task.main_metric]
+    name = train.monitor.removeprefix("val/")
+    directions = task.directions()
+    if name not in directions:
+        raise ConfigError(
+            f"train.monitor: {train.monitor!r} is not a metric of task {task.name}; "
+            f"choose one of {', '.join(sorted(directions))}"
+        )
+    return f"val/{name}", directions[name]
+
+
+def build_trainer(
+    run_dir: Path, train: TrainConfig, monitor: str, mode: str, steps_per_epoch: int, manual: bool
+) -> tuple[L.Trainer, ModelCheckpoint]:
+    """`manual`: the module steps the optimizer and clips itself (GradCache)."""
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    callbacks: list[L.Callback] = [
+        checkpoint,
+        EarlyStopping(monitor=monitor, mode=mode, patience=train.patience),
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
+    fancy = train.progress and sys.stderr.isatty()
+    if train.progress:
+        callbacks.append(RichProgressBar(leave=True) if fancy else PlainProgress())
+    loggers = [
+        CSVLogger(save_dir=run_dir, name="logs", version="csv"),
+        TensorBoardLogger(save_dir=run_dir, name="logs", version="tensorboard", default_hp_metric=False),
+    ]
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=train.epochs,
+        max_time=timedelta(minutes=train.max_minutes) if train.max_minutes else None,
+        accelerator=train.accelerator,
+        devices=train.devices,
+        strategy=train.strategy,
+        num_nodes=train.num_nodes,
+        precision=train.precision,
+        gradient_clip_val=None if manual else train.grad_clip or None,
+        accumulate_grad_batches=1 if manual else train.accumulate,
+        callbacks=callbacks,
+        logger=loggers,
+        plugins=[SafeCheckpointIO()],
+        num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(10, steps_per_epoch)),
+        enable_progress_bar=fancy,
+        enable_model_summary=False,
+        deterministic=False,
+    )
+    return trainer, checkpoint
+
+
+def fit(
+    config: Config,
+    run_dir: Path,
+    network: nn.Module,
+    task: Task,
+    loaders: dict[str, Any],
+    resume: bool,
+    quiet: bool,
+) -> nn.Module:
+    """Lightning fit; returns the network holding the best checkpoint's weights (on rank zero)."""
+    L.seed_everything(config.train.seed, workers=True, verbose=False)
+    manual = uses_gradcache(task, config.train)  # one optimizer step per (big) batch
+    steps_per_epoch = (
+        len(loaders["train"]) if manual else math.ceil(len(loaders["train"]) / config.train.accumulate)
+    )
+    module = TrainingModule(network, task, config.train, total_steps=steps_per_epoch * config.train.epochs)
+    monitor, mode = monitor_for(task, config.train)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    with quiet_lightning():
+        options = config.train.model_copy(update={"progress": False}) if quiet else config.train
+        trainer, checkpoint = build_trainer(run_dir, options, monitor, mode, len(loaders["train"]), manual)
+        trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=str(last) if resume else None)
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
+    if trainer.global_rank == 0:
+        network.load_state_dict(load_weights(best))
+    network.eval()
+    return network
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's start-up chatter (GPU available: False, ...) is noise for our users."""
+    names = ["lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning"]
+    levels = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen backbones
+        try:
+            yield
+        finally:
+            for n, level in levels.items():
+                logging.getLogger(n).setLevel(level)
+
+
+class PlainProgress(L.Callback):
+    """One line per epoch when output is not a terminal (CI logs, files): no control characters."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        names = {"train/loss_epoch": "train/loss"}
+        metrics = {
+            names.get(k, k): float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k in ("train/loss_epoch", "train/epoch_seconds")
+            or (k.startswith("val/") and k != "val/selection")
+        }
+        shown = "  ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}", file=sys.stderr, flush=True)
