@@ -45,6 +45,46 @@ def shapes_copy(shapes_dir: Path, tmp_path: Path) -> Path:
     return target
 
 
+@pytest.fixture(scope="session")
+def table_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small table with every column kind and a target for every task: caption (text), image (16-pixel
+    PNG squares), x (numeric), color (categorical), label (the colour), y and z (numbers), m1 and m2
+    (0/1 labels); train.csv (90 rows), val.csv and test.csv (30 each). Do not modify it."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    out = tmp_path_factory.mktemp("table")
+    (out / "img").mkdir()
+    rng = np.random.default_rng(0)
+    colours = {"red": (220, 40, 40), "green": (40, 190, 40), "blue": (40, 40, 220)}
+    rows = []
+    for i in range(150):
+        colour = list(colours)[i % 3]
+        pixels = np.full((16, 16, 3), 250, np.uint8)
+        top = int(rng.integers(0, 8))
+        pixels[top : top + 8, top : top + 8] = colours[colour]
+        Image.fromarray(pixels).save(out / "img" / f"{i:03d}.png")
+        x = float(rng.normal())
+        rows.append(
+            {
+                "caption": f"a {colour} square {'high' if top > 3 else 'low'}",
+                "image": f"img/{i:03d}.png",
+                "x": round(x, 4),
+                "color": colour,
+                "label": colour,
+                "y": round(2 * x + list(colours).index(colour), 4),
+                "z": round(x - 1, 4),
+                "m1": int(x > 0),
+                "m2": int(colour == "red"),
+            }
+        )
+    frame = pd.DataFrame(rows)
+    for name, part in (("train", frame[:90]), ("val", frame[90:120]), ("test", frame[120:])):
+        part.to_csv(out / f"{name}.csv", index=False)
+    return out
+
+
 def tiny_overrides() -> list[str]:
     """--set flags for a fast run: small model, one epoch."""
     return [

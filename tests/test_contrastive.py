@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 import mumo
 from conftest import run_cli
 from mumo.errors import ConfigError
+from mumo.metrics import retrieval_metrics
 
 RETRIEVAL_KEYS = [
     f"{direction}/{name}"
@@ -66,16 +67,22 @@ def pretrained(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return out
 
 
-def test_pretrain_writes_retrieval_metrics_and_examples(pretrained: Path) -> None:
+def test_pretrain_writes_retrieval_metrics_and_examples(pretrained: Path, shapes_dir: Path) -> None:
     metrics = json.loads((pretrained / "metrics.json").read_text())
     for split in ("val", "test"):
         assert set(RETRIEVAL_KEYS) <= set(metrics[split])
         for key in RETRIEVAL_KEYS:
             value = metrics[split][key]
             assert (1 <= value <= 20) if key.endswith("median_rank") else (0 <= value <= 1)
-    # 20 test pairs: chance recall@5 is 0.25; ten epochs on 160 pairs learn colour and shape words (0.75-0.8 in
-    # repeated runs here; six epochs gave 0.3-0.75 from run to run, too close to the bar).
-    assert metrics["test"]["caption_to_image/recall@5"] > 0.4, metrics["test"]
+    # Retrieval among all 200 pairs (chance recall@5: 0.025), not among the 20 test pairs alone, where
+    # chance is 0.25 and one run to the next moved the score by 0.3.
+    model = mumo.load(pretrained)
+    frames = [pd.read_csv(shapes_dir / f"{split}.csv") for split in ("train", "val", "test")]
+    rows = pd.concat(frames, ignore_index=True)
+    captions = model.embed(rows, "caption", base_dir=shapes_dir)
+    images = model.embed(rows, "image", base_dir=shapes_dir)
+    found = retrieval_metrics(captions @ images.T, "caption", "image")
+    assert found["caption_to_image/recall@5"] > 0.2, found
     report = (pretrained / "report.html").read_text()
     assert "Example queries" in report and "data:image/png;base64" in report
     config = (pretrained / "config.yaml").read_text()
@@ -208,9 +215,11 @@ def test_pretrain_needs_pairs_when_not_two_inputs(shapes_dir: Path, tmp_path: Pa
 
 def test_sigmoid_loss_and_gradcache_train(shapes_dir: Path, tmp_path: Path) -> None:
     raw = _pretrain_config(shapes_dir, loss="sigmoid")
-    raw["train"] = {"epochs": 2, "batch_size": 16, "accumulate": 4, "progress": False}
+    raw["train"] = {"epochs": 3, "batch_size": 16, "accumulate": 4, "progress": False}
     run = mumo.train(raw, out=tmp_path / "run", quiet=True)
-    assert 0 <= run.metrics["test"]["caption_to_image/recall@10"] <= 1
+    history = pd.read_csv(run.path / "logs" / "csv" / "metrics.csv")
+    losses = history["train/loss_epoch"].dropna().to_numpy()
+    assert len(losses) == 3 and losses[-1] < losses[0], losses  # GradCache steps do train
     weights = load_file(str(run.path / "model.safetensors"))
     assert "bias" in weights and float(weights["bias"]) != -10.0  # the SigLIP bias is learned
 
@@ -223,14 +232,15 @@ def test_matching_learns_from_positive_pairs_only(shapes_dir: Path, tmp_path: Pa
     metrics = json.loads((run.path / "metrics.json").read_text())["test"]
     assert {"itm_accuracy", "itm_auroc", "itm_auroc_hardest", "caption_to_image/recall@1"} <= set(metrics)
     model = mumo.load(run.path)
-    test = pd.read_csv(shapes_dir / "test.csv")[["caption", "image"]]
-    true = model.predict(test, base_dir=shapes_dir)
-    shuffled = test.assign(image=np.roll(test["image"].to_numpy(), 7))
+    unseen = pd.concat([pd.read_csv(shapes_dir / f"{s}.csv") for s in ("val", "test")], ignore_index=True)
+    unseen = unseen[["caption", "image"]]
+    true = model.predict(unseen, base_dir=shapes_dir)
+    shuffled = unseen.assign(image=np.roll(unseen["image"].to_numpy(), 7))
     false = model.predict(shuffled, base_dir=shapes_dir)
     p = np.array([r["match_probability"] for r in true])
     q = np.array([r["match_probability"] for r in false])
     assert all(r["prediction"] == (r["match_probability"] >= 0.5) for r in true)
-    # True pairs score above mismatched ones: AUROC over 20 + 20 unseen pairs (160 training pairs; chance 0.5).
+    # True pairs score above mismatched ones: AUROC over 40 + 40 unseen pairs (160 training pairs; chance 0.5).
     auroc = (p[:, None] > q[None, :]).mean() + 0.5 * (p[:, None] == q[None, :]).mean()
     assert auroc > 0.7, (auroc, p.mean(), q.mean())
     assert model.predict([{"caption": "a red circle"}]) == [{"prediction": None, "match_probability": None}]

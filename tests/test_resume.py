@@ -35,8 +35,9 @@ def test_sigkill_mid_epoch_then_resume_finishes(shapes_dir: Path, tmp_path: Path
     while not last.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert last.exists(), "training never wrote checkpoints/last.ckpt"
-    time.sleep(0.4)  # into the next epoch (each has 20 steps)
-    assert proc.poll() is None, "training finished before it could be killed; make the run longer"
+    # Killed as soon as the first epoch's checkpoint exists: four epochs are still to come, so the
+    # process is alive (no sleep that assumes how fast this machine is).
+    assert proc.poll() is None, "training finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from mumo.cells import as_number
-from mumo.config import AutoTaskOptions, TaskOptions, format_validation_error
+from mumo.config import AutoTaskOptions, TaskOptions
+from mumo.config_errors import format_validation_error
 from mumo.data.prepare import Schema
 from mumo.data.table import Table
 from mumo.errors import ConfigError, DataError
