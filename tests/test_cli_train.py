@@ -23,6 +23,7 @@ from mumo.cli import main
 from mumo.config import load_config, parse_overrides
 
 RUN_FILES = {
+    "manifest.json",
     "config.yaml",
     "model.safetensors",
     "preprocess",

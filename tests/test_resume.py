@@ -30,7 +30,8 @@ def test_sigkill_mid_epoch_then_resume_finishes(shapes_dir: Path, tmp_path: Path
         [sys.executable, "-m", "mumo.cli", *_train_args(shapes_dir, out)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    last = out / "checkpoints" / "last.ckpt"
+    staging = tmp_path / ".run.partial"  # a run is trained beside --out and moved there when done
+    last = staging / "checkpoints" / "last.ckpt"
     deadline = time.time() + 120
     while not last.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -41,12 +42,16 @@ def test_sigkill_mid_epoch_then_resume_finishes(shapes_dir: Path, tmp_path: Path
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    assert not (out / "model.safetensors").exists()
+    assert not out.exists()  # --out gets a run only when it is complete
+    with open(staging / "logs" / "csv" / "metrics.csv") as handle:
+        before = [row for row in csv.DictReader(handle) if row.get("val/accuracy")]
+    assert before, "the first epoch's validation row was logged before the kill"
 
     # A killed run is not a finished run: it cannot be loaded, and a fresh train refuses to clobber it.
     refused = run_cli(*_train_args(shapes_dir, out))
     assert refused.returncode == 2
     assert "--resume" in refused.stderr
+    assert run_cli("predict", str(out), "--input", "caption=x").returncode == 2
 
     resumed = run_cli("train", "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -58,13 +63,15 @@ def test_sigkill_mid_epoch_then_resume_finishes(shapes_dir: Path, tmp_path: Path
     assert (out / "model.safetensors").is_file()
     assert (out / "metrics.json").is_file()
     with open(out / "logs" / "csv" / "metrics.csv") as handle:
-        logged = {int(row["epoch"]) for row in csv.DictReader(handle) if row.get("val/accuracy")}
-    assert max(logged) == EPOCHS - 1
+        rows = [row for row in csv.DictReader(handle) if row.get("val/accuracy")]
+    assert [int(row["epoch"]) for row in rows] == list(range(EPOCHS))  # the rows before the kill are kept
+    assert rows[0]["val/accuracy"] == before[0]["val/accuracy"]
+    assert not staging.exists() and not (tmp_path / ".run.lock").exists()
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("train", "--out", str(tmp_path / "nothing"), "--resume")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"mumo: error: {tmp_path / 'nothing'}: nothing to resume (no config.yaml)"
+        f"mumo: error: {tmp_path / 'nothing'}: nothing to resume (no interrupted run with checkpoints/last.ckpt)"
     ]

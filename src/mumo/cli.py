@@ -106,19 +106,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume and not args.out:
         raise MumoError("--resume needs --out RUN_DIR")
     if args.resume:
-        train(_resume_config(args), out=args.out, resume=True, quiet=args.quiet)
+        train(None, out=args.out, resume=True, quiet=args.quiet)
     else:
         train(_config_from(args), out=args.out, overwrite=args.overwrite, quiet=args.quiet)
     return 0
-
-
-def _resume_config(args: argparse.Namespace) -> Any:
-    from mumo.config import load_config
-
-    path = Path(args.out) / "config.yaml"
-    if not path.is_file():
-        raise MumoError(f"{args.out}: nothing to resume (no config.yaml)")
-    return load_config(path)
 
 
 # ------------------------------------------------------------------------------------ eval
@@ -131,18 +122,14 @@ def _eval_setup(p: argparse.ArgumentParser) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     import mumo
-    from mumo.data.builtin import resolve_builtin
     from mumo.data.table import read_table
+    from mumo.evaluation import held_out_tables
 
     model = mumo.load(args.run_dir)
-    if args.data:
-        sources = {Path(args.data).stem: args.data}
-    else:
-        data = resolve_builtin(model.config.data)
-        sources = {name: path for name, path in (("val", data.val), ("test", data.test)) if path}
-        if not sources:
-            raise MumoError(f"{args.run_dir}: the run has no val/test manifest; pass --data F")
-    metrics = {name: model.evaluate(read_table(path), args.on_error) for name, path in sources.items()}
+    tables = {Path(args.data).stem: read_table(args.data)} if args.data else held_out_tables(model)
+    if not tables:
+        raise MumoError(f"{args.run_dir}: the run has no val/test data; pass --data F")
+    metrics = {name: model.evaluate(table, args.on_error) for name, table in tables.items()}
     if args.json:
         from mumo.io import json_safe
 
@@ -151,6 +138,36 @@ def _eval(args: argparse.Namespace) -> int:
         from mumo.evaluation import print_metrics
 
         print_metrics(metrics)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ check
+def _check_run_setup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a finished run directory")
+
+
+def _check_run(args: argparse.Namespace) -> int:
+    """Every file of a run against its manifest (size and sha256), without loading the model."""
+    from mumo.rundir import MANIFEST, foreign_entries, read_manifest, verify
+
+    run = Path(args.run_dir)
+    if not run.is_dir():
+        raise MumoError(f"{run}: {'is a file, not' if run.exists() else 'no such'} run folder")
+    manifest = read_manifest(run)
+    if manifest is None:
+        raise MumoError(
+            f"{run}: no {MANIFEST} (not a run folder, or one written by mumo 0.1, which listed no files)"
+        )
+    problems = verify(run, only=None)
+    print(f"{run}: {len(manifest['files'])} files written by mumo {manifest.get('mumo', '?')}")
+    for problem in problems:
+        print(problem)
+    for name in foreign_entries(run, manifest):
+        print(f"{run / name}: not written by mumo (left as it is)")
+    if problems:
+        print(f"{len(problems)} problems found")
+        return 2
+    print("every file is as mumo wrote it")
     return 0
 
 
@@ -180,6 +197,7 @@ def _predict(args: argparse.Namespace) -> int:
     import mumo
     from mumo.data.table import read_table
 
+    out = _output_file(args.out, TABLE_SUFFIXES) if args.out else None  # checked before any work
     model = mumo.load(args.run_dir)
     if args.zero_shot or args.labels:
         return _zero_shot(model, args)
@@ -202,8 +220,9 @@ def _predict(args: argparse.Namespace) -> int:
         for result in results:
             print(json.dumps(result))
         return 0
-    _write_table(Path(args.out), model.flatten(results))
-    print(f"{len(results)} predictions → {args.out}", file=sys.stderr)
+    assert out is not None
+    _write_table(out, model.flatten(results))
+    print(f"{len(results)} predictions → {out}", file=sys.stderr)
     return 0
 
 
@@ -238,13 +257,29 @@ def _zero_shot(model: Any, args: argparse.Namespace) -> int:
 TABLE_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 
 
+def _output_file(value: str, suffixes: tuple[str, ...], flag: str = "--out") -> Path:
+    """An output file path, checked before any work: a known suffix, not a folder. Missing parent
+    folders are created when it is written."""
+    path = Path(value)
+    if path.is_dir():
+        raise MumoError(f"{flag} {path}: is a folder; give a file path, e.g. {path / ('out' + suffixes[0])}")
+    if path.suffix.lower() not in suffixes:
+        raise MumoError(f"{flag} {path}: use a {', '.join(suffixes[:-1])} or {suffixes[-1]} file")
+    return path
+
+
+def _output_folder(value: str, flag: str = "--out") -> Path:
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise MumoError(f"{flag} {path}: is a file; give a folder (it is created)")
+    return path
+
+
 def _write_table(path: Path, frame: Any) -> None:
     """A table written atomically as CSV, JSON lines or Parquet (chosen by the suffix)."""
     from mumo.io import atomic_path
 
-    suffix = path.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise MumoError(f"--out {path}: use a .csv, .jsonl or .parquet file")
+    suffix = _output_file(str(path), TABLE_SUFFIXES).suffix.lower()
     with atomic_path(path) as tmp:
         if suffix == ".parquet":
             frame.to_parquet(tmp, index=False)
@@ -285,6 +320,7 @@ def _embed(args: argparse.Namespace) -> int:
     import mumo
     from mumo.data.table import read_table
 
+    _output_file(args.out, VECTOR_SUFFIXES)
     model = mumo.load(args.run_dir)
     table = read_table(args.data)
     if args.column not in table.columns:
@@ -300,15 +336,16 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+VECTOR_SUFFIXES = (".parquet", ".jsonl", ".npy")
+
+
 def _write_vectors(path: Path, column: str, rows: list[int], vectors: Any) -> None:
     import numpy as np
     import pandas as pd
 
     from mumo.io import atomic_path
 
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".jsonl", ".npy"):
-        raise MumoError(f"--out {path}: use a .parquet, .jsonl or .npy file")
+    suffix = _output_file(str(path), VECTOR_SUFFIXES).suffix.lower()
     if suffix == ".npy":
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.save(handle, np.asarray(vectors, dtype=np.float32))
@@ -340,7 +377,7 @@ def _make(args: argparse.Namespace) -> int:
 
     if args.n < 20:
         raise MumoError("--n: generate at least 20 rows")
-    out = Path(args.out)
+    out = _output_folder(args.out)
     if (out / "train.csv").exists():
         raise MumoError(f"{out}: already holds a dataset (train.csv); choose another --out")
     paths = materialize(args.name, args.n, args.seed, out_dir=out)
@@ -366,7 +403,7 @@ def _compare(args: argparse.Namespace) -> int:
     fusions = [f.strip() for f in args.fusions.split(",") if f.strip()] if args.fusions else FUSIONS.names()
     for name in fusions:
         FUSIONS.get(name, key="--fusions")
-    out = Path(args.out or f"runs/compare-{config.name}")
+    out = _output_folder(args.out or f"runs/compare-{config.name}")
     if (out / "compare.json").exists() and not args.overwrite:
         raise MumoError(f"{out}: already holds a comparison; use --overwrite or another --out")
     compare(config, out, fusions, unimodal=args.unimodal, repeats=args.repeats)
@@ -417,6 +454,11 @@ COMMANDS: dict[str, Command] = {
     "train": (_train_setup, _train, "train, evaluate and save a model (a run directory)"),
     "pretrain": (_pretrain_setup, _pretrain, "train with task: contrastive (columns aligned in one space)"),
     "eval": (_eval_setup, _eval, "evaluate a run on its own or another manifest"),
+    "check": (
+        _check_run_setup,
+        _check_run,
+        "check every file of a run against its manifest, without loading it",
+    ),
     "predict": (_predict_setup, _predict, "predict with a run, on a manifest or one item"),
     "embed": (_embed_setup, _embed, "write a contrastive run's embeddings of one column"),
     "compare": (_compare_setup, _compare, "train one model per fusion (and per input) on the same splits"),

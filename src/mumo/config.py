@@ -40,6 +40,9 @@ class TextOptions(Section):
     lowercase: bool = Field(True, description="Lowercase and strip accents before tokenizing.")
 
 
+DEFAULT_MAX_PIXELS = 50_000_000  # about 7000 x 7000: 150 MB decoded as RGB
+
+
 class ImageOptions(Section):
     size: int | None = Field(
         None, ge=8, description="Square side images are resized to; null = fit from train."
@@ -47,6 +50,9 @@ class ImageOptions(Section):
     augment: bool = Field(True, description="Random shifts and colour jitter on train images.")
     mean: list[float] | None = Field(None, description="Per-channel mean for normalization; null = fit.")
     std: list[float] | None = Field(None, description="Per-channel std for normalization; null = fit.")
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS, ge=1, description="Larger images (width x height, from the header) are bad input."
+    )
 
 
 class AudioOptions(Section):

@@ -62,6 +62,24 @@ def write_evaluation(
     return metrics
 
 
+def held_out_tables(predictor: Predictor) -> dict[str, Table]:
+    """The run's own val and test data: its val manifest, or the train rows it held out (split.json)."""
+    from mumo.data.builtin import resolve_builtin
+    from mumo.data.prepare import split_off
+    from mumo.data.table import read_table
+    from mumo.rundir import load_split_rows
+
+    data = resolve_builtin(predictor.config.data)
+    tables = {}
+    if data.val:
+        tables["val"] = read_table(data.val)
+    elif predictor.path is not None and (rows := load_split_rows(predictor.path)) is not None:
+        tables["val"] = split_off(read_table(data.train), rows)[1]
+    if data.test:
+        tables["test"] = read_table(data.test)
+    return tables
+
+
 def contribution(predictor: Predictor, split: Split, full: Evaluated) -> dict[str, Any]:
     """The main metric with all inputs, with each input absent, and with only that input present."""
     task = predictor.task

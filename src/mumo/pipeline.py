@@ -3,7 +3,6 @@ report.html in the run folder."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from mumo.data.prepare import (
     make_processors,
     resolve_schema,
     split_off,
+    split_rows,
     summarize_issues,
 )
 from mumo.data.table import read_table
@@ -33,15 +33,20 @@ from mumo.errors import MumoError
 from mumo.network import count_parameters, resolve_encoders
 from mumo.predictor import Predictor
 from mumo.rundir import (
+    CONFIG,
     WEIGHTS,
     inherit_processors,
     init_from_run,
     load_preprocess,
     load_run_config,
+    load_split_rows,
+    reading,
     save_config,
     save_preprocess,
+    save_split_rows,
     save_weights,
 )
+from mumo.runwriter import RunWriter
 from mumo.tasks import TASKS, Task, resolve_task
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -58,7 +63,7 @@ class Run:
 
 
 def train(
-    config: Config | str | Path | dict[str, Any],
+    config: Config | str | Path | dict[str, Any] | None,
     overrides: dict[str, Any] | None = None,
     *,
     out: str | Path | None = None,
@@ -66,14 +71,24 @@ def train(
     overwrite: bool = False,
     quiet: bool = False,
 ) -> Run:
-    """Train, evaluate and save a run. `config` is a Config, a YAML path, or a raw dict."""
+    """Train, evaluate and save a run. `config` is a Config, a YAML path, or a raw dict; with resume,
+    None (the interrupted run's own config is used)."""
     from mumo.evaluation import write_evaluation
     from mumo.training import fit, load_weights, uses_gradcache
 
-    config = _as_config(config, overrides)
-    run_dir = _run_dir(config, out, resume, overwrite)
     started = time.time()
     say = (lambda *_: None) if quiet else console.print
+    if resume:
+        if out is None:
+            raise MumoError("--resume needs --out RUN_DIR")
+        writer = RunWriter(Path(out), resume=True)
+        with reading(writer.work / CONFIG):
+            config = load_run_config(writer.work)
+    else:
+        if config is None:
+            raise MumoError("give a config (a YAML path, a dict or a Config)")
+        config = _as_config(config, overrides)
+        writer = RunWriter(_destination(config, out), overwrite=overwrite)  # refuses now, before any work
     data = resolve_builtin(config.data)
     tables = {
         name: read_table(path)
@@ -83,8 +98,7 @@ def train(
 
     # Schema, task and processors: fitted on train now, or reloaded as they were when resuming.
     if resume:
-        schema, processors, target = load_preprocess(run_dir / "preprocess")
-        config = load_run_config(run_dir)
+        schema, processors, target = load_preprocess(writer.work / "preprocess")
         task_class = TASKS.get(schema.task)
     else:
         schema = resolve_schema(data, tables["train"], config.task.type)
@@ -97,11 +111,13 @@ def train(
     inherited: list[str] = []  # columns whose processor (and encoder) come from model.init_from
     if config.model.init_from and not resume:
         inherited = inherit_processors(processors, schema, Path(config.model.init_from))
+    held_out: list[int] | None = None
     if "val" not in tables:
-        labels = task_class.stratify(tables["train"], schema)
-        tables["train"], tables["val"] = split_off(
-            tables["train"], data.val_fraction, config.train.seed, labels
-        )
+        held_out = load_split_rows(writer.work) if resume else None
+        if held_out is None:
+            labels = task_class.stratify(tables["train"], schema)
+            held_out = split_rows(tables["train"], data.val_fraction, config.train.seed, labels, schema.notes)
+        tables["train"], tables["val"] = split_off(tables["train"], held_out)
     if not resume:
         fit_processors(processors, target, tables["train"], keep=inherited)
 
@@ -117,58 +133,65 @@ def train(
         say(f"[dim]{note}[/dim]")
     if not resume:
         finish_processors(processors, splits["train"], keep=inherited)
-        save_preprocess(run_dir / "preprocess", schema, processors, target)
-        save_config(run_dir, config)
 
     task: Task = task_class(config.task, schema.inputs, target)
     torch.manual_seed(config.train.seed)  # the same config and seed give the same initial weights
     network = task.build_network(config.model, processors)
     if config.model.init_from and not resume:
         say(f"[dim]{init_from_run(network, config.model.init_from)}[/dim]")
-    if resume:  # the trained weights now, so that frozen-feature caching below uses them, not a fresh init
-        network.load_state_dict(load_weights(run_dir / "checkpoints" / "last.ckpt"))
-    total, trainable = count_parameters(network)
-    say(_summary(run_dir, schema, splits, total, trainable))
-    if not data.cache:
-        say("[dim]data.cache: false: image and audio files are decoded each time a batch is built[/dim]")
-    if data.feature_cache:
-        from mumo.feature_cache import cache_columns
+    with writer:
+        work = writer.work
+        if resume:  # the trained weights now, so that frozen-feature caching below uses them
+            network.load_state_dict(load_weights(work / "checkpoints" / "last.ckpt"))
+        else:
+            save_preprocess(work / "preprocess", schema, processors, target)
+            save_config(work, config)
+            if held_out is not None:
+                save_split_rows(work, held_out)
+        total, trainable = count_parameters(network)
+        say(_summary(writer.out, schema, splits, total, trainable))
+        if not data.cache:
+            say("[dim]data.cache: false: image and audio files are decoded each time a batch is built[/dim]")
+        if data.feature_cache:
+            from mumo.feature_cache import cache_columns
 
-        for column, rows in cache_columns(
-            network, processors, splits, config.train.batch_size, progress
-        ).items():
-            say(
-                f"[dim]{column}: frozen backbone features cached ({rows} computed now, the rest reused)[/dim]"
-            )
+            for column, rows in cache_columns(
+                network, processors, splits, config.train.batch_size, progress
+            ).items():
+                say(
+                    f"[dim]{column}: frozen backbone features cached ({rows} computed now, the rest reused)[/dim]"
+                )
 
-    # GradCache: the loss sees batch_size * accumulate rows; autograd holds batch_size at a time.
-    rows_per_batch = config.train.batch_size * (
-        config.train.accumulate if uses_gradcache(task, config.train) else 1
-    )
-    loaders = {
-        name: make_loader(
-            split,
-            processors,
-            target,
-            batch_size=rows_per_batch,
-            train=name == "train",
-            num_workers=data.num_workers,
-            seed=config.train.seed,
+        # GradCache: the loss sees batch_size * accumulate rows; autograd holds batch_size at a time.
+        rows_per_batch = config.train.batch_size * (
+            config.train.accumulate if uses_gradcache(task, config.train) else 1
         )
-        for name, split in splits.items()
-    }
-    fit(config, run_dir, network, task, loaders, resume, quiet)
-    save_weights(network, run_dir / WEIGHTS)
-
-    predictor = Predictor(config, schema, processors, target, network, task, run_dir)
-    metrics = write_evaluation(
-        predictor, run_dir, {k: v for k, v in splits.items() if k != "train"}, tables, quiet
-    )
+        loaders = {
+            name: make_loader(
+                split,
+                processors,
+                target,
+                batch_size=rows_per_batch,
+                train=name == "train",
+                num_workers=data.num_workers,
+                seed=config.train.seed,
+            )
+            for name, split in splits.items()
+        }
+        fit(config, work, network, task, loaders, resume, quiet)
+        save_weights(network, work / WEIGHTS)
+        predictor = Predictor(config, schema, processors, target, network, task, work)
+        evaluated = {k: v for k, v in splits.items() if k != "train"}
+        metrics = write_evaluation(predictor, work, evaluated, tables, quiet)
+        predictor.path = writer.commit()
     say(
-        f"[green]done[/green] in {time.time() - started:.0f}s → {run_dir}  (report: {run_dir / 'report.html'})"
+        f"[green]done[/green] in {time.time() - started:.0f}s → {writer.out}  (report: {writer.out / 'report.html'})"
     )
     return Run(
-        path=run_dir, metrics=metrics, model=predictor, issues=[i for s in splits.values() for i in s.issues]
+        path=writer.out,
+        metrics=metrics,
+        model=predictor,
+        issues=[i for s in splits.values() for i in s.issues],
     )
 
 
@@ -193,37 +216,15 @@ def _resolved(config: Config, schema: Schema, options: TaskOptions) -> Config:
     return config.model_copy(update={"data": data, "task": options, "model": model})
 
 
-def _run_dir(config: Config, out: str | Path | None, resume: bool, overwrite: bool) -> Path:
-    """Where the run goes; an existing run is never silently replaced."""
-    if out is None:
-        base = Path("runs") / config.name
-        run_dir, n = base, 1
-        while run_dir.exists() and not resume:
-            n += 1
-            run_dir = base.with_name(f"{base.name}-{n}")
-    else:
-        run_dir = Path(out)
-    if resume:
-        if not (run_dir / "checkpoints" / "last.ckpt").is_file():
-            raise MumoError(f"{run_dir}: nothing to resume (no checkpoints/last.ckpt)")
-        return run_dir
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise MumoError(
-                f"{run_dir}: already holds files; use --resume to continue it, --overwrite to replace it, or another --out"
-            )
-        for child in (
-            "config.yaml",
-            WEIGHTS,
-            "preprocess",
-            "metrics.json",
-            "report.html",
-            "checkpoints",
-            "logs",
-        ):
-            path = run_dir / child
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
+def _destination(config: Config, out: str | Path | None) -> Path:
+    """--out, or runs/<name> (runs/<name>-2, -3, ... when that is taken)."""
+    if out is not None:
+        return Path(out)
+    base = Path("runs") / config.name
+    run_dir, n = base, 1
+    while run_dir.exists() or (run_dir.parent / f".{run_dir.name}.partial").exists():
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
     return run_dir
 
 

@@ -25,7 +25,7 @@ from mumo.data.table import Table, clean_frame, frame_from_rows
 from mumo.data.targets import TargetProcessor
 from mumo.errors import MumoError
 from mumo.modalities import Processor
-from mumo.rundir import CONFIG, WEIGHTS, load_preprocess, load_run_config
+from mumo.rundir import CONFIG, WEIGHTS, check_loadable, load_preprocess, load_run_config, reading
 from mumo.tasks import TASKS, Task
 
 CHUNK = 256  # rows decoded, and run through the network, at a time
@@ -49,19 +49,35 @@ class Predictor:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Predictor:
+        """Load a finished run, after checking its files against manifest.json; any damage is one line
+        naming the file."""
         run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise MumoError(f"{run_dir}: {'is a file, not' if run_dir.exists() else 'no such'} run folder")
         if not (run_dir / WEIGHTS).is_file():
-            hint = (
-                " (training did not finish: continue it with --resume)"
-                if (run_dir / CONFIG).is_file()
-                else ""
-            )
+            partial = run_dir.parent / f".{run_dir.name}.partial"
+            hint = " (training did not finish: continue it with --resume)" if partial.is_dir() else ""
+            if (run_dir / CONFIG).is_file() and not hint:
+                hint = " (training did not finish, or the file was deleted)"
             raise MumoError(f"{run_dir}: not a finished mumo run, {WEIGHTS} is missing{hint}")
-        config = load_run_config(run_dir)
+        check_loadable(run_dir)
+        with reading(run_dir / CONFIG):
+            config = load_run_config(run_dir)
         schema, processors, target = load_preprocess(run_dir / "preprocess")
-        task = TASKS.get(schema.task)(config.task, schema.inputs, target)
-        network = task.build_network(config.model, processors)
-        network.load_state_dict(load_file(str(run_dir / WEIGHTS)))
+        with reading(run_dir / "preprocess" / "schema.json"):
+            task = TASKS.get(schema.task)(config.task, schema.inputs, target)
+        with reading(run_dir / CONFIG):
+            network = task.build_network(config.model, processors)
+        with reading(run_dir / WEIGHTS):
+            weights = load_file(str(run_dir / WEIGHTS))
+        try:
+            network.load_state_dict(weights)
+        except RuntimeError as err:
+            lines = str(err).splitlines()
+            reason = (lines[1] if len(lines) > 1 else lines[0] if lines else "").strip()
+            raise MumoError(
+                f"{run_dir / WEIGHTS}: does not fit the network {run_dir / CONFIG} describes ({reason[:160]})"
+            ) from None
         return cls(config, schema, processors, target, network, task, run_dir)
 
     @property

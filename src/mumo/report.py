@@ -144,21 +144,24 @@ def prf_table(scores: dict[str, np.ndarray], names: list[str], label: str) -> st
 
 def cell_html(value: Any, kind: str, base_dir: Path) -> str:
     """A cell as HTML: an image as a 64-pixel thumbnail, anything else as escaped text."""
-    from PIL import Image
+    from mumo.cells import CellError
+    from mumo.modalities.image import open_image, to_rgb
 
     if value is None:
         return "<i>absent</i>"
     if kind == "image":
         try:
             path = Path(str(value))
-            with Image.open(path if path.is_absolute() else base_dir / path) as source:
-                image = source.convert("RGB")
+            with open_image(path if path.is_absolute() else base_dir / path) as source:
+                source.draft("RGB", (64, 64))
+                source.load()
+                image = to_rgb(source)
             image.thumbnail((64, 64))
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
             data = base64.b64encode(buffer.getvalue()).decode()
             return f"<img alt='{_esc(value)}' src='data:image/png;base64,{data}'>"
-        except OSError:
+        except (CellError, OSError):
             return _esc(value)
     return _esc(value)
 

@@ -1,9 +1,13 @@
-"""The run folder on disk: preprocess/ (schema, target, one folder per input's processor), config.yaml and
-model.safetensors; written by the pipeline, read back by the predictor and by model.init_from."""
+"""The run folder on disk: preprocess/ (schema, target, one folder per input's processor), config.yaml,
+model.safetensors, and manifest.json, which lists every file mumo wrote with its size and sha256. Written
+by the pipeline (through mumo.runwriter), verified and read back by the predictor and model.init_from."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,10 @@ from mumo.modalities import PROCESSORS, Processor
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
+MANIFEST = "manifest.json"
+SPLIT = "split.json"  # the train-manifest rows held out as validation data, when they were split off
+FORMAT = 2  # run folder format: 1 = mumo 0.1 (no manifest), 2 = with manifest.json
+MODEL_FILES = (CONFIG, WEIGHTS, "preprocess/")  # what loading a run reads (a trailing / = a folder)
 
 # Keys every task section held in runs written before tasks had their own options (mumo 0.1.0), with
 # the values those runs wrote when the key meant nothing for their task.
@@ -57,19 +65,26 @@ def load_preprocess(folder: Path) -> tuple[Schema, dict[str, Processor], TargetP
     """The schema, fitted processors and target processor a run was trained with."""
     from mumo.tasks import TASKS
 
-    meta = json.loads((folder / "schema.json").read_text())
-    inputs = {column: kind for column, kind in meta["inputs"]}
-    schema = Schema(inputs=inputs, targets=meta["targets"], task=meta["task"])
+    with reading(folder / "schema.json"):
+        meta = json.loads((folder / "schema.json").read_text())
+        inputs = {str(column): str(kind) for column, kind in meta["inputs"]}
+        schema = Schema(inputs=inputs, targets=list(meta["targets"]), task=str(meta["task"]))
+        folders = {column: folder / str(meta["folders"][column]) for column in inputs}
+        task = TASKS.get(schema.task, key=f"{folder / 'schema.json'}: task")
     processors: dict[str, Processor] = {}
     for column, kind in schema.inputs.items():
-        saved = json.loads((folder / meta["folders"][column] / "processor.json").read_text())
-        processor = PROCESSORS.get(saved.get("processor", kind))(column)
-        processor.restore(folder / meta["folders"][column])
+        with reading(folders[column] / "processor.json"):
+            saved = json.loads((folders[column] / "processor.json").read_text())
+            processor = PROCESSORS.get(saved.get("processor", kind), key=f"{folders[column]}/processor.json")(
+                column
+            )
+            processor.restore(folders[column])
         processors[column] = processor
     target_file = folder / "target.json"
-    target = TASKS.get(schema.task).make_target(schema.targets) if target_file.is_file() else None
+    target = task.make_target(schema.targets) if target_file.is_file() else None
     if target is not None:
-        target.set_state(json.loads(target_file.read_text()))
+        with reading(target_file):
+            target.set_state(json.loads(target_file.read_text()))
     return schema, processors, target
 
 
@@ -80,7 +95,8 @@ def save_config(run_dir: Path, config: Config) -> None:
 def load_run_config(run_dir: Path) -> Config:
     """A run's config.yaml; a run written before each task had its own options has its task section
     trimmed to the keys of its task (the others hold the values such runs always wrote)."""
-    raw = load_raw(run_dir / CONFIG)
+    path = run_dir / CONFIG
+    raw = load_raw(path)
     task = raw.get("task")
     if isinstance(task, dict) and task.get("type"):
         from mumo.tasks import TASKS
@@ -93,7 +109,10 @@ def load_run_config(run_dir: Path) -> Config:
                 for key, value in task.items()
                 if key in known or _LEGACY_TASK_DEFAULTS.get(key, object()) != value
             }
-    return build_config(raw, source=str(run_dir / CONFIG))
+    try:
+        return build_config(raw, source=str(path))
+    except MumoError as err:
+        raise MumoError(f"{path}: {err}") from None
 
 
 def save_weights(network: nn.Module, path: Path) -> None:
@@ -130,3 +149,128 @@ def init_from_run(network: nn.Module, run_dir: str | Path) -> str:
             encoder.load_state_dict(state)
             loaded.append(key)
     return f"model.init_from: encoders of {', '.join(loaded) or 'no column'} loaded from {run_dir}"
+
+
+def save_split_rows(run_dir: Path, rows: list[int]) -> None:
+    """split.json: the train-manifest rows (1-based) held out as validation data."""
+    write_json(run_dir / SPLIT, {"val": {"from": "train", "rows": rows}})
+
+
+def load_split_rows(run_dir: Path) -> list[int] | None:
+    path = run_dir / SPLIT
+    if not path.is_file():
+        return None
+    with reading(path):
+        return [int(row) for row in json.loads(path.read_text())["val"]["rows"]]
+
+
+# ------------------------------------------------------------------------------------- manifest
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """manifest.json: every regular file of the folder (mumo wrote them all) with size and sha256."""
+    from mumo import __version__
+
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink() and path.name != MANIFEST:
+            files[path.relative_to(folder).as_posix()] = {
+                "size": path.stat().st_size,
+                "sha256": file_digest(path),
+            }
+    write_json(folder / MANIFEST, {"mumo": __version__, "format": FORMAT, "files": files})
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The folder's manifest, or None when it has none (not a run, or a run of mumo 0.1)."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+            raise ValueError("no file list")
+    except (ValueError, OSError, UnicodeDecodeError) as err:
+        raise MumoError(
+            f"{path}: not a manifest mumo wrote ({_reason(err)}); the run folder is damaged"
+        ) from None
+    return manifest
+
+
+def verify(folder: Path, only: tuple[str, ...] | None = MODEL_FILES) -> list[str]:
+    """One line per listed file that is missing, of another size, or changed since mumo wrote it;
+    `only` limits the check to those paths (None: every file the manifest lists)."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return []
+    problems = []
+    for name, entry in manifest["files"].items():
+        if only is not None and not any(name == p or (p.endswith("/") and name.startswith(p)) for p in only):
+            continue
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{path}: missing (listed in {MANIFEST}); restore the run folder or train again")
+            continue
+        size = path.stat().st_size
+        if size != entry["size"]:
+            hint = " (truncated?)" if size < entry["size"] else ""
+            problems.append(f"{path}: {_size(size)}, expected {_size(entry['size'])}{hint}")
+        elif file_digest(path) != entry["sha256"]:
+            problems.append(
+                f"{path}: changed since mumo wrote it (sha256 differs); restore it or train again"
+            )
+    return problems
+
+
+def check_loadable(folder: Path) -> None:
+    """Raise the first problem of the files loading needs, as one line naming the file."""
+    problems = verify(folder)
+    if problems:
+        raise MumoError(problems[0])
+
+
+def foreign_entries(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """Entries of a run folder that mumo did not write: files not in its manifest, and symlinks."""
+    listed = set(manifest["files"]) | {MANIFEST}
+    out = []
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if (
+            path.is_symlink()
+            or (path.is_file() and name not in listed)
+            or not (path.is_dir() or path.is_file())
+        ):
+            out.append(name)
+    return out
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Any failure to read or parse a run file becomes one line naming it."""
+    try:
+        yield
+    except MumoError:
+        raise
+    except FileNotFoundError:
+        raise MumoError(f"{path}: missing; restore the run folder or train again") from None
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, AttributeError) as err:
+        raise MumoError(f"{path}: cannot be read ({_reason(err)}); restore it or train again") from None
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return f"{type(err).__name__}: {text[:160]}" if type(err).__name__ not in text else text[:160]
+
+
+def _size(size: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000  # type: ignore[assignment]
+    return f"{size} bytes"

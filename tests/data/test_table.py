@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mumo.data.prepare import split_off
+from mumo.data.prepare import split_off, split_rows
 from mumo.data.table import (
     Table,
     as_number,
@@ -109,13 +109,13 @@ def test_infer_kind_on_csv_column_with_empty_cells(tmp_path: Path) -> None:
     lines = ["price,caption"] + [f"{'' if i % 3 == 0 else i * 1.5},word{i} and more words" for i in range(30)]
     path.write_text("\n".join(lines) + "\n")
     table = read_table(path)
-    assert infer_kind(table.values("price")) == "numeric"
+    assert infer_kind(table.values("price")).kind == "numeric"
 
 
 # ---------------------------------------------------------------------------------- inference
 def test_infer_kind_images() -> None:
     cells = [f"img/{i}.png" for i in range(10)] + [f"photos/{i}.JPG" for i in range(10)]
-    assert infer_kind(cells) == "image"
+    assert infer_kind(cells).kind == "image"
 
 
 def test_infer_kind_audio() -> None:
@@ -124,22 +124,22 @@ def test_infer_kind_audio() -> None:
         + [f"a/{i}.flac" for i in range(5)]
         + [f"b/{i}.MP3" for i in range(5)]
     )
-    assert infer_kind(cells) == "audio"
+    assert infer_kind(cells).kind == "audio"
 
 
 def test_infer_kind_numbers_with_one_bad_value() -> None:
     cells = [str(i * 0.5) for i in range(29)] + ["n/a"]
-    assert infer_kind(cells) == "numeric"
-    assert infer_kind([1.5, 2, 3] * 10) == "numeric"
+    assert infer_kind(cells).kind == "numeric"
+    assert infer_kind([1.5, 2, 3] * 10).kind == "numeric"
     assert infer_kind([str(i) for i in range(20)] + ["x"] * 10) != "numeric"  # a third bad: not numeric
 
 
 def test_infer_kind_categorical_and_text() -> None:
-    assert infer_kind(["red", "green", "blue"] * 10) == "categorical"
-    assert infer_kind(["new york", "paris", "rome"] * 10) == "categorical"
-    assert infer_kind([f"a sentence number {i} about things" for i in range(30)]) == "text"
-    assert infer_kind([True, False, True] * 10) == "categorical"
-    assert infer_kind([None, None]) == "categorical"
+    assert infer_kind(["red", "green", "blue"] * 10).kind == "categorical"
+    assert infer_kind(["new york", "paris", "rome"] * 10).kind == "categorical"
+    assert infer_kind([f"a sentence number {i} about things" for i in range(30)]).kind == "text"
+    assert infer_kind([True, False, True] * 10).kind == "categorical"
+    assert infer_kind([None, None]).kind == "categorical"
 
 
 def test_is_row_index() -> None:
@@ -192,9 +192,13 @@ def _labelled_table(tmp_path: Path) -> tuple[Table, list[str]]:
     return Table("t.csv", tmp_path, frame), labels
 
 
+def _split(table: Table, fraction: float, seed: int, labels: list[str] | None) -> tuple[Table, Table]:
+    return split_off(table, split_rows(table, fraction, seed, labels))
+
+
 def test_split_off_is_stratified_disjoint_and_sized(tmp_path: Path) -> None:
     table, labels = _labelled_table(tmp_path)
-    kept, held = split_off(table, 0.2, seed=0, labels=labels)
+    kept, held = _split(table, 0.2, seed=0, labels=labels)
     kept_ids, held_ids = kept.values("id"), held.values("id")
     assert len(held) == 20 and len(kept) == 80
     assert not set(kept_ids) & set(held_ids)
@@ -204,15 +208,59 @@ def test_split_off_is_stratified_disjoint_and_sized(tmp_path: Path) -> None:
 
 def test_split_off_is_deterministic_per_seed(tmp_path: Path) -> None:
     table, labels = _labelled_table(tmp_path)
-    first = split_off(table, 0.2, seed=3, labels=labels)[1].values("id")
-    again = split_off(table, 0.2, seed=3, labels=labels)[1].values("id")
-    other = split_off(table, 0.2, seed=4, labels=labels)[1].values("id")
+    first = _split(table, 0.2, seed=3, labels=labels)[1].values("id")
+    again = _split(table, 0.2, seed=3, labels=labels)[1].values("id")
+    other = _split(table, 0.2, seed=4, labels=labels)[1].values("id")
     assert first == again
     assert first != other
 
 
 def test_split_off_without_labels(tmp_path: Path) -> None:
     table, _ = _labelled_table(tmp_path)
-    kept, held = split_off(table, 0.15, seed=0, labels=None)
+    kept, held = _split(table, 0.15, seed=0, labels=None)
     assert len(held) == 15 and len(kept) == 85
     assert not set(kept.values("id")) & set(held.values("id"))
+
+
+def test_split_keeps_every_class_in_train_and_says_which_val_lacks(tmp_path: Path) -> None:
+    """3 rows, classes a, b, a: the only b stays in train; val gets an a."""
+    table = Table("t.csv", tmp_path, pd.DataFrame({"label": ["a", "b", "a"]}).astype(object))
+    notes: list[str] = []
+    kept, held = split_off(table, split_rows(table, 0.15, 0, ["a", "b", "a"], notes))
+    assert held.values("label") == ["a"] and sorted(kept.values("label")) == ["a", "b"]
+    assert notes == [
+        "val: 1 of the 3 train rows held out (data.val_fraction 0.15, stratified by label)",
+        "val has no rows of 1 classes (b): too few rows to hold one out",
+    ]
+
+
+def test_split_of_single_row_classes_asks_for_val(tmp_path: Path) -> None:
+    table = Table("t.csv", tmp_path, pd.DataFrame({"label": ["a", "b", "c"]}).astype(object))
+    with pytest.raises(DataError) as info:
+        split_rows(table, 0.15, 0, ["a", "b", "c"])
+    assert str(info.value) == (
+        "t.csv: cannot hold out validation rows: every class has a single row (holding one out would leave a "
+        "class out of training); give validation data with data.val (--val F)"
+    )
+
+
+def test_infer_kind_says_why() -> None:
+    cells = [str(i * 0.5) for i in range(27)] + ["NaN", "inf", "1e400"]  # a tenth of the cells not finite
+    assert infer_kind(cells, row_number=lambda i: i + 2) == (
+        "numeric",
+        "90% of cells parse as numbers; 3 bad cells (not finite numbers), first at row 29",
+    )
+    assert infer_kind(["a.png"] * 9 + ["b.txt"]) == ("image", "90% of cells are image file names")
+
+
+def test_infer_kind_sniffs_files_without_an_extension(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for i in range(12):
+        Image.new("RGB", (4, 4)).save(tmp_path / f"img{i}", format="PNG")
+    cells = [f"img{i}" for i in range(12)]
+    assert infer_kind(cells, tmp_path) == (
+        "image",
+        "files without an image extension, recognised by their first bytes (PNG)",
+    )
+    assert infer_kind(cells).kind == "text"  # without the folder nothing can be opened

@@ -45,6 +45,7 @@ def materialize(name: str, n: int, seed: int, out_dir: Path | None = None) -> di
         return {split: final / f"{split}.csv" for split in ("train", "val", "test")}
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the dataset is an ordinary folder
     try:
         make(tmp, n, seed)
         if out_dir is None:
@@ -60,7 +61,13 @@ def materialize(name: str, n: int, seed: int, out_dir: Path | None = None) -> di
 
 
 def _move_into(source: Path, folder: Path) -> None:
-    """Move generated entries into a user's folder, keeping whatever else it holds; never overwrite."""
+    """Move generated entries into a user's folder, keeping whatever else it holds; never overwrite.
+    A new (or empty) folder is the generated one, renamed into place in one step."""
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    if not folder.exists():
+        os.replace(source, folder)
+        return
     folder.mkdir(parents=True, exist_ok=True)
     clashes = sorted(entry.name for entry in source.iterdir() if (folder / entry.name).exists())
     if clashes:

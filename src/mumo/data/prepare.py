@@ -61,7 +61,9 @@ def resolve_schema(data: DataConfig, table: Table, task: str = "auto") -> Schema
                 f"column {column!r} looks like a row id: ignored (list it in data.columns to use it)"
             )
             continue
-        inputs[column] = infer_kind(values)
+        inferred = infer_kind(values, table.base_dir, table.row_number)
+        inputs[column] = inferred.kind
+        notes.append(f"{column}: {inferred.kind} ({inferred.reason})")
     if not inputs:
         raise DataError(
             "no input columns left after removing the target and ignored columns", file=table.name
@@ -265,24 +267,60 @@ def finish_processors(processors: dict[str, Processor], split: Split, keep: Coll
         processor.finish(split.sample(column))
 
 
-def split_off(table: Table, fraction: float, seed: int, labels: list[Any] | None) -> tuple[Table, Table]:
-    """Hold out `fraction` of the rows, stratified by label when labels are given."""
+def split_rows(
+    table: Table, fraction: float, seed: int, labels: list[Any] | None, notes: list[str] | None = None
+) -> list[int]:
+    """Row numbers (1-based, as in the manifest) to hold out as validation data: `fraction` of the rows,
+    stratified by label when labels are given, never the last row of a class (so train keeps every
+    class); what was done is added to `notes`."""
     rng = np.random.default_rng(seed)
-    n = len(table)
     groups: dict[Any, list[int]] = {}
-    for row in range(n):
-        key = labels[row] if labels is not None else 0
-        groups.setdefault(key, []).append(row)
+    for row in range(len(table)):
+        groups.setdefault(labels[row] if labels is not None else 0, []).append(row)
     held: list[int] = []
     for rows in groups.values():
-        rows = list(rng.permutation(rows))
-        take = int(round(len(rows) * fraction)) if len(rows) > 1 else 0
-        held.extend(int(r) for r in rows[:take])
-    if not held and n > 1:
-        held = [int(rng.integers(n))]
-    held_set = set(held)
-    kept = [r for r in range(n) if r not in held_set]
-    return table.subset(kept), table.subset(sorted(held))
+        take = min(int(round(len(rows) * fraction)), len(rows) - 1)
+        held.extend(int(r) for r in rng.permutation(rows)[:take])
+    if not held:  # tiny data: one row, from the largest class that can spare one
+        largest = max(groups.values(), key=len)
+        if len(largest) < 2:
+            what = (
+                "every class has a single row" if labels is not None and len(groups) > 1 else "too few rows"
+            )
+            raise DataError(
+                f"cannot hold out validation rows: {what} (holding one out would leave a class out of "
+                "training); give validation data with data.val (--val F)",
+                file=table.name,
+            )
+        held = [int(rng.choice(largest))]
+    held.sort()
+    if notes is not None:
+        how = ", stratified by label" if labels is not None else ""
+        notes.append(
+            f"val: {len(held)} of the {len(table)} train rows held out (data.val_fraction {fraction}{how})"
+        )
+        if labels is not None:
+            in_val = {labels[r] for r in held}
+            missing = [str(label) for label in groups if label not in in_val]
+            if missing:
+                shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+                notes.append(
+                    f"val has no rows of {len(missing)} classes ({shown}): too few rows to hold one out"
+                )
+    return [table.row_number(r) for r in held]
+
+
+def split_off(table: Table, rows: list[int]) -> tuple[Table, Table]:
+    """(train without the given rows, those rows): row numbers are 1-based, as split_rows gives them."""
+    wanted = set(rows)
+    held = [i for i in range(len(table)) if table.row_number(i) in wanted]
+    if len(held) != len(wanted):
+        raise DataError(
+            f"the run's split.json names rows the train manifest does not have (it has {len(table)})",
+            file=table.name,
+        )
+    taken = set(held)
+    return table.subset([i for i in range(len(table)) if i not in taken]), table.subset(held)
 
 
 def summarize_issues(issues: list[Issue]) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +16,16 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from mumo.cells import CellError
-from mumo.config import CNNOptions, ImageOptions
+from mumo.config import DEFAULT_MAX_PIXELS, CNNOptions, ImageOptions
 from mumo.modalities.base import ENCODERS, PROCESSORS, Processor, encoder_key, placeholder_rows
 from mumo.outputs import EncoderOutput
 
-Image.MAX_IMAGE_PIXELS = 20_000 * 20_000  # large but bounded: refuse decompression bombs beyond this
+# The image formats mumo reads; Pillow's other decoders are never tried on a user's file.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
+# mumo checks every image's size against data.image.max_pixels from its header, before decoding (see
+# open_image), so Pillow's own decompression-bomb check (a warning, then an error at twice its limit)
+# is left out rather than printed raw.
+Image.MAX_IMAGE_PIXELS = None
 
 
 def resolve(cell: Any, base_dir: Path) -> Path:
@@ -32,24 +39,54 @@ def resolve(cell: Any, base_dir: Path) -> Path:
     return path
 
 
-def decode_image(path: Path, size: int) -> np.ndarray:
-    """Decode to RGB, resize the centre square to `size`: (size, size, 3) uint8."""
+@contextmanager
+def open_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Image.Image]:
+    """The image's first frame, opened (header read, pixels not yet decoded) if it is one of
+    IMAGE_FORMATS and at most `max_pixels` large; anything else, or a failure to decode it inside the
+    block, is a CellError naming the file."""
     try:
-        with Image.open(path) as source:
-            # JPEG can decode straight at 1/2, 1/4 or 1/8 scale (in the DCT), still at least `size` on
-            # each side: much less work than decoding every pixel and then shrinking.
-            source.draft("RGB", (size, size))
-            source.load()
-            image = source if source.mode == "RGB" else source.convert("RGB")
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
             width, height = image.size
-            if (width, height) != (size, size):  # only the centre square is resampled
-                side = min(width, height)
-                left, top = (width - side) / 2, (height - side) / 2
-                box = (left, top, left + side, top + side)
-                image = image.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
-            return np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            if width * height > max_pixels:
+                raise CellError(
+                    f"image {path.name} is {width}x{height} ({width * height / 1e6:.0f} megapixels), more than "
+                    f"data.image.max_pixels ({max_pixels / 1e6:.0f} megapixels)"
+                )
+            if getattr(image, "n_frames", 1) > 1:
+                image.seek(0)  # an animation: its first frame
+            yield image
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise CellError(f"cannot decode image {path.name} ({_reason(err)})") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB: 16-bit and 32-bit grey scaled from their own range (not clipped at 255), float images
+    from 0..1."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        grey = np.asarray(image, dtype=np.float64) * (255.0 / 65535.0)
+        image = Image.fromarray(np.clip(grey + 0.5, 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        grey = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if float(np.nanmax(grey, initial=0.0)) <= 1.0 else 255.0 / 65535.0
+        image = Image.fromarray(np.clip(np.nan_to_num(grey) * scale + 0.5, 0, 255).astype(np.uint8), "L")
+    return image if image.mode == "RGB" else image.convert("RGB")  # alpha is dropped: colours stay
+
+
+def decode_image(path: Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode to RGB, resize the centre square to `size`: (size, size, 3) uint8."""
+    with open_image(path, max_pixels) as source:
+        # JPEG can decode straight at 1/2, 1/4 or 1/8 scale (in the DCT), still at least `size` on
+        # each side: much less work than decoding every pixel and then shrinking.
+        source.draft("RGB", (size, size))
+        source.load()
+        image = to_rgb(source)
+        width, height = image.size
+        if (width, height) != (size, size):  # only the centre square is resampled
+            side = min(width, height)
+            left, top = (width - side) / 2, (height - side) / 2
+            box = (left, top, left + side, top + side)
+            image = image.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
+        return np.asarray(image, dtype=np.uint8)
 
 
 def _reason(err: BaseException) -> str:
@@ -77,7 +114,7 @@ class ImageProcessor(Processor):
         sides = []
         for cell in cells[:: max(1, len(cells) // 256)]:
             try:
-                with Image.open(resolve(cell, base_dir)) as image:
+                with open_image(resolve(cell, base_dir), self.options.max_pixels) as image:
                     sides.append(min(image.size))
             except (CellError, OSError, UnidentifiedImageError, ValueError):
                 continue  # load() reports bad files with their row
@@ -85,7 +122,7 @@ class ImageProcessor(Processor):
         self.size = int(min(128, max(16, 8 * round(side / 8))))
 
     def load(self, cell: Any, base_dir: Path) -> np.ndarray:
-        return decode_image(resolve(cell, base_dir), self.size)
+        return decode_image(resolve(cell, base_dir), self.size, self.options.max_pixels)
 
     def finish(self, items: list[Any]) -> None:
         if self.mean and self.std:

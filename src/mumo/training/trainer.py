@@ -3,6 +3,8 @@ trained on its loaders, the best checkpoint's weights left in the network."""
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import math
 import sys
@@ -23,7 +25,7 @@ from torch import Tensor, nn
 
 from mumo.config import Config, TrainConfig
 from mumo.errors import ConfigError
-from mumo.io import atomic_path
+from mumo.io import atomic_path, write_bytes, write_text
 from mumo.tasks import Task
 from mumo.training.module import TrainingModule, uses_gradcache
 
@@ -87,7 +89,7 @@ def build_trainer(
     if train.progress:
         callbacks.append(RichProgressBar(leave=True) if fancy else PlainProgress())
     loggers = [
-        CSVLogger(save_dir=run_dir, name="logs", version="csv"),
+        KeepingCSVLogger(save_dir=run_dir, name="logs", version="csv"),
         TensorBoardLogger(save_dir=run_dir, name="logs", version="tensorboard", default_hp_metric=False),
     ]
     trainer = L.Trainer(
@@ -131,7 +133,9 @@ def fit(
     module = TrainingModule(network, task, config.train, total_steps=steps_per_epoch * config.train.epochs)
     monitor, mode = monitor_for(task, config.train)
     last = run_dir / "checkpoints" / "last.ckpt"
-    with quiet_lightning():
+    if resume:
+        keep_logged_rows(run_dir / "logs" / "csv" / "metrics.csv", last)
+    with quiet_lightning(run_dir / "logs" / "warnings.txt", quiet):
         options = config.train.model_copy(update={"progress": False}) if quiet else config.train
         trainer, checkpoint = build_trainer(run_dir, options, monitor, mode, len(loaders["train"]), manual)
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=str(last) if resume else None)
@@ -143,21 +147,61 @@ def fit(
 
 
 @contextmanager
-def quiet_lightning() -> Iterator[None]:
-    """Lightning's start-up chatter (GPU available: False, ...) is noise for our users."""
+def quiet_lightning(log: Path, quiet: bool = False) -> Iterator[None]:
+    """Lightning's and PyTorch's start-up chatter and warnings are not printed raw: they go to `log`
+    (logs/warnings.txt), and one line says how many there were."""
     names = ["lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning"]
     levels = {n: logging.getLogger(n).level for n in names}
     for n in names:
         logging.getLogger(n).setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen backbones
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
             yield
         finally:
             for n, level in levels.items():
                 logging.getLogger(n).setLevel(level)
+            seen = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+            if seen:
+                previous = log.read_text() if log.is_file() else ""
+                write_text(log, previous + "".join(f"{line}\n" for line in seen))
+                if not quiet:
+                    print(f"({len(seen)} warnings from the training libraries: {log})", file=sys.stderr)
+
+
+class KeepingCSVLogger(CSVLogger):
+    """Lightning's CSV logger deletes an existing metrics.csv when it starts; this one appends to it
+    (keep_logged_rows has already trimmed it to the epochs a resumed run keeps)."""
+
+    @property
+    def experiment(self) -> Any:
+        if self._experiment is not None:
+            return self._experiment
+        path = Path(self.log_dir) / "metrics.csv"
+        kept = path.read_bytes() if path.is_file() else None
+        writer = super().experiment
+        if kept is not None and self._experiment is not None:  # rank zero: the writer removed the file
+            write_bytes(path, kept)
+            with open(path, newline="") as handle:
+                writer.metrics_keys = sorted(next(csv.reader(handle), []))
+        return writer
+
+
+def keep_logged_rows(path: Path, checkpoint: Path) -> None:
+    """Before resuming: the log rows of epochs the checkpoint has finished stay; rows of the epoch that
+    was cut short go (it is trained again)."""
+    if not path.is_file() or not checkpoint.is_file():
+        return
+    finished = int(torch.load(checkpoint, map_location="cpu", weights_only=True).get("epoch", -1))
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = list(reader.fieldnames or [])
+        rows = [row for row in reader if row.get("epoch") and float(row["epoch"]) <= finished]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
 
 
 class PlainProgress(L.Callback):
