@@ -45,6 +45,11 @@ class Lock:
             return self
         raise MumoError(self._held_message())
 
+    def check(self) -> None:
+        """Raise now (without taking the lock) if a live process holds it."""
+        if self.path.exists() and not self._stale():
+            raise MumoError(self._held_message())
+
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:

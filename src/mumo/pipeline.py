@@ -104,6 +104,7 @@ def train(
         schema = resolve_schema(data, tables["train"], config.task.type)
         task_class, options = resolve_task(config.task, schema, tables["train"])
         schema, options = task_class.plan(schema, options)
+        task_class.check_data(schema, tables["train"])
         schema.task = task_class.name
         config = _resolved(config, schema, options)  # checks encoders against column kinds before decoding
         processors = make_processors(schema, data, config.model.encoders)

@@ -25,7 +25,7 @@ from mumo.data.table import Table, clean_frame, frame_from_rows
 from mumo.data.targets import TargetProcessor
 from mumo.errors import MumoError
 from mumo.modalities import Processor
-from mumo.rundir import CONFIG, WEIGHTS, check_loadable, load_preprocess, load_run_config, reading
+from mumo.rundir import CONFIG, MANIFEST, WEIGHTS, check_loadable, load_preprocess, load_run_config, reading
 from mumo.tasks import TASKS, Task
 
 CHUNK = 256  # rows decoded, and run through the network, at a time
@@ -54,6 +54,8 @@ class Predictor:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise MumoError(f"{run_dir}: {'is a file, not' if run_dir.exists() else 'no such'} run folder")
+        if (run_dir / MANIFEST).is_file():
+            check_loadable(run_dir)  # a run mumo finished: every damage is named by its file
         if not (run_dir / WEIGHTS).is_file():
             partial = run_dir.parent / f".{run_dir.name}.partial"
             hint = " (training did not finish: continue it with --resume)" if partial.is_dir() else ""

@@ -49,6 +49,7 @@ def save_preprocess(
     """preprocess/: schema.json, target.json, and <column>/processor.json (+ tokenizer.json) per input."""
     folders = {column: column_folder(column) for column in processors}
     meta = {
+        "format": FORMAT,  # a run of this format must have its manifest
         "inputs": [[column, kind] for column, kind in schema.inputs.items()],  # a list: order is the model's
         "targets": schema.targets,
         "task": schema.task,
@@ -184,7 +185,13 @@ def write_manifest(folder: Path) -> None:
                 "size": path.stat().st_size,
                 "sha256": file_digest(path),
             }
-    write_json(folder / MANIFEST, {"mumo": __version__, "format": FORMAT, "files": files})
+    body = {"mumo": __version__, "format": FORMAT, "files": files}
+    write_json(folder / MANIFEST, {**body, "sha256": _body_digest(body)})
+
+
+def _body_digest(body: dict[str, Any]) -> str:
+    """The manifest's own checksum, over everything else in it: an edited manifest is noticed too."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:
@@ -200,6 +207,11 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
         raise MumoError(
             f"{path}: not a manifest mumo wrote ({_reason(err)}); the run folder is damaged"
         ) from None
+    body = {key: value for key, value in manifest.items() if key != "sha256"}
+    if manifest.get("sha256") != _body_digest(body):
+        raise MumoError(
+            f"{path}: changed since mumo wrote it (its checksum differs); restore it or train again"
+        )
     return manifest
 
 
@@ -219,7 +231,7 @@ def verify(folder: Path, only: tuple[str, ...] | None = MODEL_FILES) -> list[str
             continue
         size = path.stat().st_size
         if size != entry["size"]:
-            hint = " (truncated?)" if size < entry["size"] else ""
+            hint = " (truncated?)" if size < entry["size"] else " (changed since mumo wrote it)"
             problems.append(f"{path}: {_size(size)}, expected {_size(entry['size'])}{hint}")
         elif file_digest(path) != entry["sha256"]:
             problems.append(
@@ -229,7 +241,15 @@ def verify(folder: Path, only: tuple[str, ...] | None = MODEL_FILES) -> list[str
 
 
 def check_loadable(folder: Path) -> None:
-    """Raise the first problem of the files loading needs, as one line naming the file."""
+    """Raise the first problem of the files loading needs, as one line naming the file. A run of mumo
+    0.1 has no manifest; a later one without its manifest is damaged."""
+    if not (folder / MANIFEST).is_file():
+        schema = folder / "preprocess" / "schema.json"
+        with reading(schema):
+            written = json.loads(schema.read_text()).get("format", 1)
+        if written >= 2:
+            raise MumoError(f"{folder / MANIFEST}: missing; restore the run folder or train again")
+        return
     problems = verify(folder)
     if problems:
         raise MumoError(problems[0])

@@ -33,6 +33,10 @@ class RunWriter:
     # ------------------------------------------------------------------------------------ checks
     def check(self) -> None:
         """Refuse, before anything is read or written, what the run may not do to --out."""
+        self.lock.check()  # another mumo writing this run is named first
+        self.check_destination()
+
+    def check_destination(self) -> None:
         out = self.out
         if out.exists() and not out.is_dir():
             raise MumoError(f"--out {out}: is a file; give a folder for the run (it is created)")
@@ -48,7 +52,7 @@ class RunWriter:
             return
         if (self.staging / MANIFEST).is_file() and not (self.staging / PARTIAL_MARK).is_file():
             discard(self.staging)  # a run replaced by the last commit, whose removal was cut short
-        if self.staging.exists() and not self.overwrite:
+        if self.staging.exists() and not self.overwrite and (self.staging / CHECKPOINT).is_file():
             raise MumoError(
                 f"{out}: an interrupted run waits in {self.staging}; continue it with --resume, "
                 "or start again with --overwrite"
@@ -65,9 +69,9 @@ class RunWriter:
     def __enter__(self) -> RunWriter:
         self.lock.__enter__()
         try:
-            self.check()  # again, now that no other mumo can change it
+            self.check_destination()  # again, now that no other mumo can change it
             if not self.resume:
-                if self.staging.exists():
+                if self.staging.exists():  # --overwrite, or a run that died before its first checkpoint
                     discard(self.staging)
                 self.staging.mkdir(parents=True)
                 (self.staging / PARTIAL_MARK).touch()

@@ -25,6 +25,7 @@ def check(config: Config, limit: int = 50) -> int:
     schema = resolve_schema(data, tables["train"], config.task.type)
     task, options = resolve_task(config.task, schema, tables["train"])
     schema, _ = task.plan(schema, options)
+    task.check_data(schema, tables["train"])
     schema.task = task.name
     processors = make_processors(schema, data)
     target = task.make_target(schema.targets)

@@ -82,7 +82,11 @@ class RegressionTarget(TargetProcessor):
         ).reshape(-1, len(self.columns))
         if len(numbers):
             self.mean = numbers.mean(0).tolist()
-            self.std = [s or 1.0 for s in numbers.std(0, unbiased=False).tolist()]
+            spread = numbers.std(0, unbiased=False).tolist()
+            # A (numerically) constant target is not scaled up by its rounding noise.
+            self.std = [
+                s if s > 1e-9 * max(1.0, abs(m)) else 1.0 for s, m in zip(spread, self.mean, strict=True)
+            ]
 
     def encode(self, values: list[Any]) -> list[float]:
         out = []

@@ -61,6 +61,10 @@ class Task:
         return schema, options
 
     @classmethod
+    def check_data(cls, schema: Schema, train: Table) -> None:
+        """Refuse, with one line, train data this task cannot learn from."""
+
+    @classmethod
     def make_target(cls, columns: list[str]) -> TargetProcessor | None:
         return cls.target_class(columns) if cls.target_class is not None and columns else None
 

@@ -13,6 +13,7 @@ from mumo.config import TaskOptions
 from mumo.data.prepare import Schema, Split
 from mumo.data.table import Table
 from mumo.data.targets import ClassTarget
+from mumo.errors import DataError
 from mumo.metrics import classification_metrics, confusion_matrix, per_class_scores
 from mumo.report import MAX_CM_CLASSES, confusion_image, note, prf_table
 from mumo.tasks.base import TASKS, Direction, Evaluated, ReportSection, SupervisedTask
@@ -35,6 +36,16 @@ class Classification(SupervisedTask):
     target_class = ClassTarget
     options: ClassificationOptions
     target: ClassTarget
+
+    @classmethod
+    def check_data(cls, schema: Schema, train: Table) -> None:
+        labels = {str(v) for v in train.values(schema.targets[0]) if v is not None}
+        if len(labels) < 2:
+            found = f"only {sorted(labels)[0]!r}" if labels else "no labels"
+            raise DataError(
+                f"target {schema.targets[0]!r} has {found} in train; classification needs at least two classes",
+                file=train.name,
+            )
 
     @classmethod
     def stratify(cls, table: Table, schema: Schema) -> list[Any] | None:

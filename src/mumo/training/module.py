@@ -16,6 +16,8 @@ from mumo.data.dataset import Batch
 from mumo.tasks import Task
 from mumo.training.optim import WarmupCosine, build_optimizer
 
+WORST = 1e30  # val/selection of an epoch whose main metric is not a number
+
 
 def uses_gradcache(task: Task, train: TrainConfig) -> bool:
     """A task that asks for GradCache gets it when train.accumulate > 1: one optimizer step per big batch."""
@@ -108,13 +110,14 @@ class TrainingModule(L.LightningModule):
         for key, value in metrics.items():
             if math.isfinite(value):
                 self.log(f"val/{key}", value, prog_bar=key == name, sync_dist=False)
-        # Checkpoint selection: the main metric, ties broken by the val loss (lower is better).
-        main = metrics.get(name, float("nan"))
-        if math.isfinite(main):
-            tiebreak = 1e-6 * float(self.trainer.callback_metrics.get("val/loss", 0.0))
-            self.log(
-                "val/selection", main - tiebreak if self.task.directions()[name] == "max" else main + tiebreak
-            )
+        # Checkpoint selection: the main metric, ties broken by the val loss (lower is better). A metric
+        # that is not finite (a diverged model, a split too small to score) counts as the worst value.
+        main, higher = metrics.get(name, float("nan")), self.task.directions()[name] == "max"
+        loss = float(self.trainer.callback_metrics.get("val/loss", 0.0))
+        tiebreak = 1e-6 * loss if math.isfinite(loss) else 0.0
+        if not math.isfinite(main):
+            main, tiebreak = (-WORST if higher else WORST), 0.0
+        self.log("val/selection", main - tiebreak if higher else main + tiebreak)
         self._val_outputs.clear()
         self._val_targets.clear()
 
