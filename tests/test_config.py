@@ -41,7 +41,7 @@ def test_defaults_validate() -> None:
     assert config.model.dim == 128
     assert config.model.fusion.type == "concat"
     assert config.task.type == "auto"
-    assert config.train.epochs == 20
+    assert config.train.epochs == "auto" and config.train.patience == "auto"
     assert config.train.precision == "32-true"
 
 
@@ -102,9 +102,9 @@ def test_overrides_apply_to_nested_keys() -> None:
 def test_unknown_key_suggests_the_close_one() -> None:
     message = _error({**_minimal(), "train": {"epoch": 3}})
     assert message == (
-        "train.epoch: unknown key (did you mean 'epochs'?); valid keys: epochs, batch_size, lr, "
-        "weight_decay, warmup, grad_clip, patience, monitor, seed, precision, accelerator, devices, "
-        "strategy, num_nodes, accumulate, max_minutes, progress"
+        "train.epoch: unknown key (did you mean 'epochs'?); valid keys: epochs, steps, time_limit, batch_size, "
+        "lr, weight_decay, warmup, grad_clip, patience, monitor, seed, precision, accelerator, devices, "
+        "strategy, num_nodes, accumulate, progress, baseline"
     )
 
 
@@ -133,7 +133,13 @@ def test_bad_number_names_the_key_and_the_value() -> None:
         "train.lr: input should be a valid number, unable to parse string as a number (got 'fast')"
     )
     assert _error({**_minimal(), "train": {"epochs": 0}}) == (
-        "train.epochs: input should be greater than or equal to 1 (got 0)"
+        "train.epochs: 0 is not valid; give a whole number from 1, or auto"
+    )
+    assert _error({**_minimal(), "train": {"patience": "lots"}}) == (
+        "train.patience: 'lots' is not valid; give a whole number from 1, or auto"
+    )
+    assert _error({**_minimal(), "train": {"time_limit": "soon"}}) == (
+        "train.time_limit: 'soon' is not a duration; write e.g. 90s, 10m or 1.5h"
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
-__all__ = ["Predictor", "Run", "load", "train"]
+__all__ = ["Predictor", "Run", "load", "train", "tune"]
 
 if TYPE_CHECKING:
     from mumo.pipeline import Run
@@ -23,6 +23,16 @@ def train(config: Any, overrides: dict[str, Any] | None = None, **kwargs: Any) -
     from mumo.pipeline import train as _train
 
     return _train(config, overrides, **kwargs)
+
+
+def tune(config: Any, out: Any, overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[Any]:
+    """Search hyperparameters; every trial is a normal run: see mumo.tuning.tune."""
+    from pathlib import Path
+
+    from mumo.pipeline import _as_config
+    from mumo.tuning import tune as _tune
+
+    return _tune(_as_config(config, overrides), Path(out), **kwargs)
 
 
 def load(run_dir: Any) -> Predictor:

@@ -68,6 +68,11 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
         choices=["fail", "skip", "absent"],
         help="bad cells: fail (exit 2), skip the row, or treat as absent",
     )
+    p.add_argument(
+        "--preset",
+        choices=["fast", "balanced", "best"],
+        help="a bundle of defaults tied to a budget: fast (minutes), balanced (the defaults), best (an hour)",
+    )
 
 
 def _config_from(args: argparse.Namespace) -> Any:
@@ -81,6 +86,7 @@ def _config_from(args: argparse.Namespace) -> Any:
         ("test", "data.test"),
         ("target", "data.target"),
         ("on_error", "data.on_error"),
+        ("preset", "preset"),
     ):
         if getattr(args, flag, None):
             overrides.setdefault(key, getattr(args, flag))
@@ -410,6 +416,46 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------ tune
+def _tune_setup(p: argparse.ArgumentParser) -> None:
+    _data_flags(p)
+    p.add_argument("--time-limit", help="the whole search's time budget, e.g. 15m or 2h (default: no limit)")
+    p.add_argument(
+        "--trials", type=int, default=20, help="trials to run (counting those of an interrupted search)"
+    )
+    p.add_argument(
+        "--out", help="folder for the study, the trials' runs and the leaderboard (default: runs/tune-<name>)"
+    )
+    p.add_argument("--ensemble", action="store_true", help="also try a greedy ensemble of the best trials")
+    p.add_argument("--quiet", action="store_true", help="print only the leaderboard")
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from mumo.config import parse_overrides, seconds
+    from mumo.tuning import tune
+
+    config = _config_from(args)
+    if args.time_limit:
+        try:
+            seconds(args.time_limit)
+        except ValueError as err:
+            raise MumoError(str(err).replace("train.time_limit", "--time-limit")) from None
+    out = _output_folder(args.out or f"runs/tune-{config.name}")
+    fixed = set(parse_overrides(args.overrides))  # what the user set is not searched
+    results = tune(
+        config,
+        out,
+        trials=args.trials,
+        time_limit=args.time_limit,
+        ensemble=args.ensemble,
+        quiet=args.quiet,
+        fixed=fixed,
+    )
+    best = results[0]
+    print(f"best: trial {best.number}, val {best.metric} {best.val:.4f} → {out / 'best'}", file=sys.stderr)
+    return 0
+
+
 # ------------------------------------------------------------------------------------ demo
 def _demo_setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="folder for the demo's data, runs and comparison")
@@ -462,6 +508,7 @@ COMMANDS: dict[str, Command] = {
     "predict": (_predict_setup, _predict, "predict with a run, on a manifest or one item"),
     "embed": (_embed_setup, _embed, "write a contrastive run's embeddings of one column"),
     "compare": (_compare_setup, _compare, "train one model per fusion (and per input) on the same splits"),
+    "tune": (_tune_setup, _tune, "search hyperparameters (Optuna; resumable), every trial a normal run"),
     "bench": (
         _bench_setup,
         _bench,

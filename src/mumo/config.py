@@ -298,7 +298,20 @@ class AutoTaskOptions(TaskOptions):
 
 # ---------------------------------------------------------------------------------------- train
 class TrainConfig(Section):
-    epochs: int = Field(20, ge=1, description="Maximum passes over the train data.")
+    epochs: int | Literal["auto"] = Field(
+        "auto",
+        description="Passes over the train data; auto = about train.steps optimizer steps (10 to 300).",
+    )
+    steps: int = Field(
+        3000,
+        ge=1,
+        description="With epochs: auto, the optimizer steps to aim for (the data size sets the epochs).",
+    )
+    time_limit: str | None = Field(
+        None,
+        description="Training time budget, e.g. 90s, 10m, 1.5h (a bare number is minutes): the epochs and the "
+        "learning-rate schedule are fitted to it after the first epoch, and training stops at it.",
+    )
     batch_size: int = Field(64, ge=1, description="Rows per optimizer step (per device).")
     lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate.")
     weight_decay: float = Field(
@@ -308,7 +321,10 @@ class TrainConfig(Section):
         0.05, ge=0, lt=1, description="Share of all steps with linear warmup before cosine decay."
     )
     grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this (0 = off).")
-    patience: int = Field(5, ge=1, description="Stop after this many epochs without a better val metric.")
+    patience: int | Literal["auto"] = Field(
+        "auto",
+        description="Stop after this many epochs without a better val metric; auto = a quarter of the epochs (at least 5).",
+    )
     monitor: str | None = Field(
         None, description="Val metric for early stopping; null = the task's main metric."
     )
@@ -321,18 +337,69 @@ class TrainConfig(Section):
     strategy: str = Field("auto", description="Lightning strategy: auto, ddp, fsdp, ...")
     num_nodes: int = Field(1, ge=1, description="Machines in a multi-node run.")
     accumulate: int = Field(1, ge=1, description="Batches whose gradients are accumulated per step.")
-    max_minutes: float | None = Field(None, gt=0, description="Stop training after this many minutes.")
     progress: bool = Field(True, description="Show a progress bar.")
+    baseline: bool = Field(
+        True, description="Also fit a linear model on cheap raw features and report it (baseline/<metric>)."
+    )
+
+    @field_validator("epochs", "patience", mode="before")
+    @classmethod
+    def _count_or_auto(cls, value: Any, info: Any) -> Any:
+        if value == "auto":
+            return value
+        number = value if isinstance(value, int) and not isinstance(value, bool) else None
+        if isinstance(value, str) and value.strip().isdigit():
+            number = int(value)
+        if number is None or number < 1:
+            raise ValueError(
+                f"train.{info.field_name}: {value!r} is not valid; give a whole number from 1, or auto"
+            )
+        return number
+
+    @field_validator("time_limit")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            seconds(value)  # raises with the fix
+        return value
+
+
+def seconds(duration: str | float) -> float:
+    """'90s', '10m', '1.5h' or a bare number of minutes → seconds."""
+    text = str(duration).strip().lower()
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    scale = units.get(text[-1:], 60.0)
+    try:
+        value = float(text[:-1] if text[-1:] in units else text)
+    except ValueError:
+        raise ValueError(
+            f"train.time_limit: {duration!r} is not a duration; write e.g. 90s, 10m or 1.5h"
+        ) from None
+    if value <= 0:
+        raise ValueError(f"train.time_limit: {duration!r} must be more than zero")
+    return value * scale
+
+
+class TuneConfig(Section):
+    space: dict[str, list[Any]] | None = Field(
+        None,
+        description="mumo tune's search space: dotted key → [log|float|int, low, high] or [choice, [values]]; "
+        "null = the preset's (mumo.presets.SPACES).",
+    )
 
 
 class Config(Section):
     name: str = Field("mumo", description="Run name, used for the default run folder.")
+    preset: Literal["fast", "balanced", "best"] | None = Field(
+        None, description="A bundle of defaults tied to a budget (mumo.presets); keys set here win."
+    )
     data: DataConfig = Field(description="Where the data is and how it is read.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Encoders, fusion and head.")
     task: SerializeAsAny[TaskOptions] = Field(
         default_factory=AutoTaskOptions, description="What is predicted, and the task's own options."
     )
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimization and the training loop.")
+    tune: TuneConfig = Field(default_factory=TuneConfig, description="What mumo tune searches.")
 
     @field_validator("task", mode="before")
     @classmethod
@@ -432,6 +499,9 @@ def build_config(
     raw = _deep_copy(raw)
     for key, value in (overrides or {}).items():
         apply_override(raw, key, value)
+    from mumo.presets import with_preset
+
+    raw = with_preset(raw)
     if "data" not in raw or not raw.get("data"):
         raise ConfigError(f"{source}: data.train is required (a manifest path or builtin:<name>)")
     try:

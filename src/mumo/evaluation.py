@@ -30,16 +30,30 @@ def write_evaluation(
     splits: dict[str, Split],
     tables: dict[str, Table] | None = None,
     quiet: bool = False,
+    train: Split | None = None,
 ) -> dict[str, dict[str, float]]:
     """metrics.json ({"val": ..., "test": ..., "contribution": ...}) and report.html; the report's task
-    sections are drawn from the last split (test when there is one)."""
+    sections are drawn from the last split (test when there is one). With the train split, the task's
+    linear baseline is fitted too and scored as baseline/<metric>."""
     task = predictor.task
     evaluated: dict[str, Evaluated] = {
         name: task.evaluate(predictor, split) for name, split in splits.items()
     }
-    metrics = {name: result.metrics for name, result in evaluated.items()}
-    payload: dict[str, Any] = dict(metrics)
+    metrics = {name: dict(result.metrics) for name, result in evaluated.items()}
     sections: list[tuple[str, str]] = []
+    if train is not None:
+        from mumo.baseline import fit_and_score
+
+        baseline = fit_and_score(task, predictor.processors, train, splits)
+        for name, scores in baseline.items():
+            metrics[name].update({f"baseline/{key}": value for key, value in scores.items()})
+        if baseline:
+            direction = task.directions()[task.main_metric]
+            comparison, warning = compare_with_baseline(metrics, task.main_metric, direction)
+            sections.append(("Baseline", comparison))
+            if warning and not quiet:
+                console.print(f"[yellow]warning: {warning}[/yellow]")
+    payload: dict[str, Any] = dict(metrics)
     if evaluated:
         name = list(evaluated)[-1]
         sections += task.report_sections(predictor, splits[name], (tables or {}).get(name), evaluated[name])
@@ -60,6 +74,33 @@ def write_evaluation(
     if not quiet:
         print_metrics(metrics)
     return metrics
+
+
+def compare_with_baseline(metrics: dict[str, dict[str, float]], name: str, direction: str) -> tuple[str, str]:
+    """The report's baseline section, and a warning when the model does not beat the baseline on the
+    main metric of the last split."""
+    rows, warning = [], ""
+    for split, values in metrics.items():
+        model, baseline = values.get(name, float("nan")), values.get(f"baseline/{name}", float("nan"))
+        rows.append(f"<tr><td>{escape(split)}</td><td>{model:.4f}</td><td>{baseline:.4f}</td></tr>")
+        better = model > baseline if direction == "max" else model < baseline
+        warning = (
+            ""
+            if better
+            else f"the linear baseline on raw features ({split} {name} {baseline:.4f}) is as good as the model "
+            f"({model:.4f}): the deep model does not earn its keep on this data yet (train longer, or try "
+            "--preset best or mumo tune)"
+        )
+    table = (
+        "<p>A linear model (logistic regression or ridge) on cheap raw features of the same inputs — pooled "
+        "pixels, log-mel statistics, TF-IDF of word pieces, the numbers — fitted on the train split.</p>"
+        f"<table><tr><th>split</th><th>model {escape(name)}</th><th>baseline {escape(name)}</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+    if warning:
+        table += f"<p><b>Warning:</b> {escape(warning)}.</p>"
+    return table, warning
 
 
 def held_out_tables(predictor: Predictor) -> dict[str, Table]:

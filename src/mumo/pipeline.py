@@ -70,6 +70,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     quiet: bool = False,
+    callbacks: list[Any] | None = None,
 ) -> Run:
     """Train, evaluate and save a run. `config` is a Config, a YAML path, or a raw dict; with resume,
     None (the interrupted run's own config is used)."""
@@ -179,11 +180,12 @@ def train(
             )
             for name, split in splits.items()
         }
-        fit(config, work, network, task, loaders, resume, quiet)
+        fit(config, work, network, task, loaders, resume, quiet, callbacks)
         save_weights(network, work / WEIGHTS)
         predictor = Predictor(config, schema, processors, target, network, task, work)
         evaluated = {k: v for k, v in splits.items() if k != "train"}
-        metrics = write_evaluation(predictor, work, evaluated, tables, quiet)
+        train_split = splits["train"] if config.train.baseline else None
+        metrics = write_evaluation(predictor, work, evaluated, tables, quiet, train_split)
         predictor.path = writer.commit()
     say(
         f"[green]done[/green] in {time.time() - started:.0f}s → {writer.out}  (report: {writer.out / 'report.html'})"

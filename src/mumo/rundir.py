@@ -98,6 +98,11 @@ def load_run_config(run_dir: Path) -> Config:
     trimmed to the keys of its task (the others hold the values such runs always wrote)."""
     path = run_dir / CONFIG
     raw = load_raw(path)
+    train = raw.get("train")
+    if isinstance(train, dict) and "max_minutes" in train:  # 0.1: train.max_minutes, now train.time_limit
+        minutes = train.pop("max_minutes")
+        if minutes is not None:
+            train["time_limit"] = f"{minutes}m"
     task = raw.get("task")
     if isinstance(task, dict) and task.get("type"):
         from mumo.tasks import TASKS

@@ -91,7 +91,13 @@ def test_trains_and_declares_every_metric(trained: Any) -> None:
     directions = task.directions()
     for split in ("val", "test"):
         assert task.main_metric in run.metrics[split]
-        assert set(run.metrics[split]) <= set(directions), set(run.metrics[split]) - set(directions)
+        names = {key.removeprefix("baseline/") for key in run.metrics[split]}
+        assert names <= set(directions), names - set(directions)
+        # a task with a target is compared with its linear baseline on every metric
+        baseline = {key for key in run.metrics[split] if key.startswith("baseline/")}
+        assert baseline == (
+            {f"baseline/{k}" for k in run.metrics[split] if "/" not in k} if task.target else set()
+        )
     assert set(directions.values()) <= {"min", "max"}
     assert directions["loss"] == "min"
     history = pd.read_csv(run.path / "logs" / "csv" / "metrics.csv")
@@ -132,5 +138,6 @@ def test_eval_recomputes_the_metrics_of_the_run(trained: Any, capsys: pytest.Cap
     printed = json.loads(capsys.readouterr().out)
     saved = json.loads((run.path / "metrics.json").read_text())
     assert set(printed) == {"val", "test"}
-    for split in ("val", "test"):
-        assert printed[split] == pytest.approx(saved[split], abs=1e-6, nan_ok=True)
+    for split in ("val", "test"):  # the model's metrics (the baseline is fitted only while training)
+        model = {key: value for key, value in saved[split].items() if not key.startswith("baseline/")}
+        assert printed[split] == pytest.approx(model, abs=1e-6, nan_ok=True)

@@ -175,6 +175,9 @@ class AudioProcessor(Processor):
             mel = spec_augment(mel, frames)
         return {"mel": mel, "frames": frames}
 
+    def baseline_features(self, items: list[Any | None]) -> np.ndarray:
+        return pooled_mel(items, self.options.n_mels)
+
     def state(self) -> dict[str, Any]:
         return {
             "options": self.options.model_dump(),
@@ -188,6 +191,25 @@ class AudioProcessor(Processor):
         self.options = AudioOptions(**state["options"])
         self.sample_rate, self.max_seconds = state["sample_rate"], state["max_seconds"]
         self.mean, self.std = state["mean"], state["std"]
+
+
+def pooled_mel(items: list[Any | None], bands: int) -> np.ndarray:
+    """(N, 4 * bands): per mel band, the mean and std over time and the means of the first and second
+    half of the clip (log-mel statistics); zeros where absent."""
+    out = np.zeros((len(items), 4 * bands), np.float32)
+    for i, item in enumerate(items):
+        if item is not None:
+            mel = np.asarray(item, np.float32)  # (bands, T)
+            half = max(1, mel.shape[1] // 2)
+            out[i] = np.concatenate(
+                [
+                    mel.mean(1),
+                    mel.std(1),
+                    mel[:, :half].mean(1),
+                    mel[:, half:].mean(1) if mel.shape[1] > 1 else mel.mean(1),
+                ]
+            )
+    return out
 
 
 def spec_augment(mel: Tensor, frames: Tensor, freq_share: float = 0.15, time_share: float = 0.1) -> Tensor:

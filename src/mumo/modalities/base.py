@@ -60,6 +60,12 @@ class Processor:
         """Stack a batch; None marks an absent cell (its slot gets a placeholder the model never encodes)."""
         raise NotImplementedError
 
+    def baseline_features(self, items: list[Any | None]) -> Any:
+        """Cheap raw features of decoded items for the linear baseline every run fits (mumo.baseline): a
+        dense (N, F) array, or a sparse (N, F) matrix of counts; None when the column has none. An absent
+        item gives a row of zeros."""
+        return None
+
     def state(self) -> dict[str, Any]:
         """Everything needed to rebuild the fitted processor, as JSON."""
         return {}

@@ -24,11 +24,12 @@ import torch
 from torch import Tensor, nn
 
 from mumo.cells import CellError
-from mumo.config import HFOptions
+from mumo.config import AudioOptions, HFOptions
 from mumo.errors import ConfigError
-from mumo.modalities.audio import read_audio, resample
+from mumo.modalities.audio import log_mel, pooled_mel, read_audio, resample
 from mumo.modalities.base import ENCODERS, PROCESSORS, Processor, encoder_key, placeholder_rows
-from mumo.modalities.image import decode_image, resolve
+from mumo.modalities.image import decode_image, pooled_pixels, resolve
+from mumo.modalities.text import token_counts
 from mumo.outputs import EncoderOutput, masked_mean
 
 # Installed packages that carry a model inside them: Hub name (lower case) → (module, folder in it).
@@ -126,6 +127,18 @@ class HFProcessor(Processor):
     def _collate(self, items: list[Any | None], example: Any) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    def baseline_features(self, items: list[Any | None]) -> Any:
+        example = next((item for item in items if item is not None), None)
+        if isinstance(example, Features):  # cached frozen features: their pooled vector
+            width = example.pooled.shape[-1]
+            return np.stack(
+                [np.zeros(width, np.float32) if i is None else i.pooled.float().numpy() for i in items]
+            )
+        return self._baseline_features(items)
+
+    def _baseline_features(self, items: list[Any | None]) -> Any:
+        return None
+
     def state(self) -> dict[str, Any]:
         assert self.options is not None
         return {"options": self.options.model_dump()}
@@ -190,6 +203,9 @@ class HFTextProcessor(HFProcessor):
             raise CellError(f"{str(cell)[:40]!r} is not text")
         return list(self.backend(str(cell), truncation=True, max_length=self.max_length)["input_ids"])
 
+    def _baseline_features(self, items: list[Any | None]) -> Any:
+        return token_counts(items, len(self.backend))
+
     def _collate(self, items: list[Any | None], example: Any) -> dict[str, Tensor]:
         pad = self.backend.pad_token_id if self.backend.pad_token_id is not None else 0
         rows = placeholder_rows(items, example if example is not None else [pad])
@@ -235,6 +251,9 @@ class HFImageProcessor(HFProcessor):
 
     def load(self, cell: Any, base_dir: Path) -> np.ndarray:
         return decode_image(resolve(cell, base_dir), self.side)
+
+    def _baseline_features(self, items: list[Any | None]) -> Any:
+        return pooled_pixels(items)
 
     def _collate(self, items: list[Any | None], example: Any) -> dict[str, Tensor]:
         if example is None:
@@ -286,6 +305,14 @@ class HFAudioProcessor(HFProcessor):
         out = np.zeros(length, np.float32)
         out[: min(length, wave.shape[0])] = wave[:length].numpy()
         return out
+
+    def _baseline_features(self, items: list[Any | None]) -> Any:
+        options = AudioOptions()
+        mels = [
+            None if item is None else log_mel(torch.from_numpy(item), self.rate, options).numpy()
+            for item in items
+        ]
+        return pooled_mel(mels, options.n_mels)
 
     def _collate(self, items: list[Any | None], example: Any) -> dict[str, Tensor]:
         if example is None:

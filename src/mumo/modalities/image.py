@@ -147,12 +147,25 @@ class ImageProcessor(Processor):
             return {"pixels": (augment_images(pixels.div_(255.0)) - mean) / std}
         return {"pixels": pixels.mul_(1.0 / (255.0 * std)).sub_(mean / std)}  # one pass each, in place
 
+    def baseline_features(self, items: list[Any | None]) -> np.ndarray:
+        return pooled_pixels(items)
+
     def state(self) -> dict[str, Any]:
         return {"options": self.options.model_dump(), "size": self.size, "mean": self.mean, "std": self.std}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.options = ImageOptions(**state["options"])
         self.size, self.mean, self.std = state["size"], state["mean"], state["std"]
+
+
+def pooled_pixels(items: list[Any | None], side: int = 8) -> np.ndarray:
+    """(N, side*side*3): each (S, S, 3) uint8 image averaged down to side x side, in 0..1; zeros where absent."""
+    out = np.zeros((len(items), side * side * 3), np.float32)
+    for i, item in enumerate(items):
+        if item is not None:
+            small = Image.fromarray(np.asarray(item, np.uint8)).resize((side, side), Image.Resampling.BOX)
+            out[i] = np.asarray(small, np.float32).reshape(-1) / 255.0
+    return out
 
 
 def augment_images(pixels: Tensor, shift: float = 0.1, jitter: float = 0.15) -> Tensor:

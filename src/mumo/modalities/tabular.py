@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -62,6 +63,12 @@ class NumericProcessor(Processor):
         values = [0.0 if item is None else item for item in items]
         return {"value": torch.tensor(values, dtype=torch.float32).unsqueeze(1)}  # (B, 1)
 
+    def baseline_features(self, items: list[Any | None]) -> np.ndarray:
+        """The standardized value and whether it is missing."""
+        present = np.array([item is not None for item in items], np.float32)
+        values = np.array([0.0 if item is None else item for item in items], np.float32)
+        return np.stack([values, 1.0 - present], axis=1)
+
     def state(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std}
 
@@ -91,6 +98,14 @@ class CategoricalProcessor(Processor):
 
     def collate(self, items: list[Any | None], train: bool) -> dict[str, Tensor]:
         return {"index": torch.tensor([0 if item is None else item for item in items], dtype=torch.long)}
+
+    def baseline_features(self, items: list[Any | None]) -> Any:
+        """One-hot categories (index 0, the unknown bucket, also for absent cells)."""
+        from scipy.sparse import csr_matrix
+
+        index = np.array([0 if item is None else item for item in items])
+        ones = np.ones(len(items), np.float32)
+        return csr_matrix((ones, (np.arange(len(items)), index)), shape=(len(items), len(self.categories)))
 
     def state(self) -> dict[str, Any]:
         return {"categories": self.categories}

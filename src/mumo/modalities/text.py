@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from torch import Tensor, nn
@@ -63,6 +64,9 @@ class TextProcessor(Processor):
             ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
         return {"ids": ids, "mask": ids != 0}
 
+    def baseline_features(self, items: list[Any | None]) -> Any:
+        return token_counts(items, self.vocab_size)
+
     def state(self) -> dict[str, Any]:
         return {"options": self.options.model_dump()}
 
@@ -77,6 +81,19 @@ class TextProcessor(Processor):
     def restore(self, folder: Path) -> None:
         super().restore(folder)
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+
+
+def token_counts(items: list[Any | None], vocab: int) -> Any:
+    """A sparse (N, vocab) bag of word pieces (the baseline weighs it as TF-IDF); empty where absent."""
+    from scipy.sparse import csr_matrix
+
+    rows, cols = [], []
+    for i, item in enumerate(items):
+        for token in item or []:
+            rows.append(i)
+            cols.append(token)
+    values = np.ones(len(rows), np.float32)
+    return csr_matrix((values, (rows, cols)), shape=(len(items), vocab))
 
 
 @ENCODERS.register(encoder_key("text", "transformer"))

@@ -25,6 +25,7 @@ from mumo.errors import MumoError
 from mumo.registry import Registry
 
 if TYPE_CHECKING:
+    from mumo.baseline import LinearBaseline
     from mumo.predictor import Predictor
 
 Direction = Literal["min", "max"]
@@ -117,6 +118,11 @@ class Task:
     def evaluate(self, predictor: Predictor, split: Split, absent: tuple[str, ...] = ()) -> Evaluated:
         """Metrics over a prepared split; the columns in `absent` are hidden in every row."""
         raise NotImplementedError
+
+    def baseline(self) -> LinearBaseline | None:
+        """The linear model on cheap raw features that every run of this task is compared with (None:
+        the task has no such baseline)."""
+        return None
 
     def report_sections(
         self, predictor: Predictor, split: Split, table: Table | None, evaluated: Evaluated

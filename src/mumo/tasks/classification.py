@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
+from mumo.baseline import LinearBaseline
 from mumo.config import TaskOptions
 from mumo.data.prepare import Schema, Split
 from mumo.data.table import Table
@@ -70,6 +71,9 @@ class Classification(SupervisedTask):
     @property
     def main_metric(self) -> str:
         return "accuracy"
+
+    def baseline(self) -> LinearBaseline:
+        return LinearBaseline("classes", len(self.classes))
 
     def rows(self, outputs: Tensor) -> list[dict[str, Any]]:
         results = []

@@ -8,6 +8,7 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor
 
+from mumo.baseline import LinearBaseline
 from mumo.config import TaskOptions
 from mumo.data.prepare import Split
 from mumo.data.table import Table
@@ -55,6 +56,9 @@ class Multilabel(SupervisedTask):
     @property
     def main_metric(self) -> str:
         return "f1_macro"
+
+    def baseline(self) -> LinearBaseline:
+        return LinearBaseline("labels", len(self.target.columns))
 
     def rows(self, outputs: Tensor) -> list[dict[str, Any]]:
         results = []

@@ -8,6 +8,7 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor
 
+from mumo.baseline import LinearBaseline
 from mumo.config import TaskOptions
 from mumo.data.prepare import Split
 from mumo.data.table import Table
@@ -49,6 +50,9 @@ class Regression(SupervisedTask):
     @property
     def main_metric(self) -> str:
         return "rmse"
+
+    def baseline(self) -> LinearBaseline:
+        return LinearBaseline("values", len(self.target.columns), decode=self.target.decode)
 
     def rows(self, outputs: Tensor) -> list[dict[str, Any]]:
         """One target: {"prediction": value}; several: {"prediction": {target: value, ...}} (flattened to

@@ -123,9 +123,10 @@ class TrainingModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.model, self.options)
-        warmup = int(self.options.warmup * self.total_steps)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup, self.total_steps))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        # Kept, so that a time budget can stretch or shorten the schedule once it knows the epochs.
+        self.schedule = WarmupCosine(self.options.warmup, self.total_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         if not isinstance(batch, Batch):

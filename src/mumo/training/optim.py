@@ -45,13 +45,15 @@ def build_optimizer(network: nn.Module, options: TrainConfig) -> torch.optim.Opt
 
 
 class WarmupCosine:
-    """Linear warmup to the peak rate, then cosine decay to 0 (a class, so the scheduler state pickles cleanly)."""
+    """Linear warmup (a share of all steps) to the peak rate, then cosine decay to 0. A class, so the
+    scheduler state pickles cleanly, and `total` may change once a time budget knows the epochs."""
 
-    def __init__(self, warmup: int, total: int) -> None:
-        self.warmup, self.total = warmup, max(total, 1)
+    def __init__(self, share: float, total: int) -> None:
+        self.share, self.total = share, max(total, 1)
 
     def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / (self.warmup + 1)
-        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        warmup = int(self.share * self.total)
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = min(1.0, (step - warmup) / max(1, self.total - warmup))
         return 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -27,6 +27,7 @@ from mumo.config import Config, TrainConfig
 from mumo.errors import ConfigError
 from mumo.io import atomic_path, write_bytes, write_text
 from mumo.tasks import Task
+from mumo.training.budget import Plan, TimeBudget, plan
 from mumo.training.module import TrainingModule, uses_gradcache
 
 
@@ -67,9 +68,17 @@ def monitor_for(task: Task, train: TrainConfig) -> tuple[str, str]:
 
 
 def build_trainer(
-    run_dir: Path, train: TrainConfig, monitor: str, mode: str, steps_per_epoch: int, manual: bool
+    run_dir: Path,
+    train: TrainConfig,
+    monitor: str,
+    mode: str,
+    steps_per_epoch: int,
+    manual: bool,
+    budget: Plan,
+    extra: list[L.Callback] | None = None,
 ) -> tuple[L.Trainer, ModelCheckpoint]:
-    """`manual`: the module steps the optimizer and clips itself (GradCache)."""
+    """`manual`: the module steps the optimizer and clips itself (GradCache); `budget`: epochs, patience
+    and time limit."""
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
@@ -82,9 +91,12 @@ def build_trainer(
     )
     callbacks: list[L.Callback] = [
         checkpoint,
-        EarlyStopping(monitor=monitor, mode=mode, patience=train.patience),
+        EarlyStopping(monitor=monitor, mode=mode, patience=budget.patience),
         LearningRateMonitor(logging_interval="epoch"),
     ]
+    if budget.time_limit:
+        callbacks.append(TimeBudget(budget.time_limit, steps_per_epoch))
+    callbacks += extra or []
     fancy = train.progress and sys.stderr.isatty()
     if train.progress:
         callbacks.append(RichProgressBar(leave=True) if fancy else PlainProgress())
@@ -94,8 +106,8 @@ def build_trainer(
     ]
     trainer = L.Trainer(
         default_root_dir=run_dir,
-        max_epochs=train.epochs,
-        max_time=timedelta(minutes=train.max_minutes) if train.max_minutes else None,
+        max_epochs=budget.epochs,
+        max_time=timedelta(seconds=budget.time_limit) if budget.time_limit else None,
         accelerator=train.accelerator,
         devices=train.devices,
         strategy=train.strategy,
@@ -123,6 +135,7 @@ def fit(
     loaders: dict[str, Any],
     resume: bool,
     quiet: bool,
+    callbacks: list[L.Callback] | None = None,
 ) -> nn.Module:
     """Lightning fit; returns the network holding the best checkpoint's weights (on rank zero)."""
     L.seed_everything(config.train.seed, workers=True, verbose=False)
@@ -130,14 +143,17 @@ def fit(
     steps_per_epoch = (
         len(loaders["train"]) if manual else math.ceil(len(loaders["train"]) / config.train.accumulate)
     )
-    module = TrainingModule(network, task, config.train, total_steps=steps_per_epoch * config.train.epochs)
+    budget = plan(config.train, steps_per_epoch)
+    module = TrainingModule(network, task, config.train, total_steps=steps_per_epoch * budget.epochs)
     monitor, mode = monitor_for(task, config.train)
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume:
         keep_logged_rows(run_dir / "logs" / "csv" / "metrics.csv", last)
     with quiet_lightning(run_dir / "logs" / "warnings.txt", quiet):
         options = config.train.model_copy(update={"progress": False}) if quiet else config.train
-        trainer, checkpoint = build_trainer(run_dir, options, monitor, mode, len(loaders["train"]), manual)
+        trainer, checkpoint = build_trainer(
+            run_dir, options, monitor, mode, steps_per_epoch, manual, budget, callbacks or []
+        )
         trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=str(last) if resume else None)
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
     if trainer.global_rank == 0:
