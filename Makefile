@@ -48,3 +48,8 @@ bench-speed: install
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache
+
+# Quality suite: six small multimodal datasets, baselines and default mumo in one table (benchmarks/quality).
+bench-quality: install
+	@command -v espeak-ng >/dev/null || { echo "bench-quality needs espeak-ng: apt-get install -y espeak-ng"; exit 1; }
+	$(BIN)/python -m benchmarks.quality --markdown BENCHMARKS.md

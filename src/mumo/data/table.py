@@ -239,7 +239,7 @@ def _sniff(cells: list[str], base_dir: Path, sample: int = 16) -> Inferred | Non
         try:
             with open(path, "rb") as handle:
                 head = handle.read(16)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL byte in the cell, which no path holds
             continue
         found += [(kind, name) for magic, at, kind, name in MAGIC if head[at : at + len(magic)] == magic][:1]
     kinds = Counter(kind for kind, _ in found)
