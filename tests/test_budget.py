@@ -13,7 +13,7 @@ import mumo
 from mumo.config import TrainConfig, build_config, dump_config, seconds
 from mumo.errors import ConfigError
 from mumo.presets import PRESETS
-from mumo.training.budget import MAX_EPOCHS, MIN_EPOCHS, plan
+from mumo.training.budget import MAX_EPOCHS, MIN_EPOCHS, plan, step_budget
 
 
 @pytest.mark.parametrize(
@@ -21,8 +21,22 @@ from mumo.training.budget import MAX_EPOCHS, MIN_EPOCHS, plan
     [(1, MAX_EPOCHS, 75), (19, 158, 40), (63, 48, 12), (1000, MIN_EPOCHS, 5)],
 )
 def test_auto_epochs_aim_at_the_step_budget(steps_per_epoch: int, epochs: int, patience: int) -> None:
-    budget = plan(TrainConfig(), steps_per_epoch)  # steps: 3000 by default
+    budget = plan(TrainConfig(steps=3000), steps_per_epoch)
     assert (budget.epochs, budget.patience, budget.time_limit) == (epochs, patience, None)
+
+
+@pytest.mark.parametrize(
+    ("steps_per_epoch", "batch_size", "steps", "epochs"),
+    [(20, 64, 1500, 75), (44, 64, 2816, 64), (100, 64, 3000, 30), (44, 32, 1500, 35)],
+)
+def test_auto_steps_are_one_per_training_row_within_bounds(
+    steps_per_epoch: int, batch_size: int, steps: int, epochs: int
+) -> None:
+    """1,260 rows: 1,500 steps (the floor); 2,816 rows: 2,816 steps; 6,400 rows: 3,000 (the cap)."""
+    train = TrainConfig(batch_size=batch_size)
+    assert train.steps == "auto"
+    assert step_budget(train, steps_per_epoch) == steps
+    assert plan(train, steps_per_epoch).epochs == epochs
 
 
 def test_given_epochs_and_patience_are_kept() -> None:

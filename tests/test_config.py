@@ -39,8 +39,10 @@ def test_defaults_validate() -> None:
     assert config.data.train == "data/train.csv"
     assert config.data.on_error == "fail"
     assert config.model.dim == 128
-    assert config.model.fusion.type == "concat"
+    assert config.model.fusion is None  # auto: cross when text meets an image or audio column, else concat
+    assert config.model.align is None  # auto: on when two of text, image, audio meet
     assert config.task.type == "auto"
+    assert config.train.steps == "auto"
     assert config.train.epochs == "auto" and config.train.patience == "auto"
     assert config.train.precision == "32-true"
 
@@ -216,7 +218,16 @@ def test_tag_tables_are_derived_from_the_unions() -> None:
     from mumo.config import ENCODER_OPTIONS, FUSION_OPTIONS
 
     assert set(ENCODER_OPTIONS) == {"transformer", "gru", "cnn", "mlp", "embedding", "hf"}
-    assert set(FUSION_OPTIONS) == {"concat", "gated", "attention", "late", "lrtf", "film", "bilinear"}
+    assert set(FUSION_OPTIONS) == {
+        "concat",
+        "gated",
+        "attention",
+        "late",
+        "lrtf",
+        "film",
+        "bilinear",
+        "cross",
+    }
     assert all(
         cls.__name__.endswith("Options") for cls in [*ENCODER_OPTIONS.values(), *FUSION_OPTIONS.values()]
     )

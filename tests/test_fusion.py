@@ -24,7 +24,7 @@ DIM, BATCH, OUT_DIM = 16, 5, 3
 KINDS = {"caption": "text", "image": "image", "sound": "audio", "price": "numeric"}
 LENGTHS = {"caption": 7, "image": 4, "sound": 3, "price": 1}  # tokens per column differ
 # The fusions that may feed a column's absent embedding into the output (the others mask it out).
-USES_ABSENT_EMBEDDING = {"concat", "film", "bilinear"}
+USES_ABSENT_EMBEDDING = {"concat", "film", "bilinear", "cross"}
 
 
 def _kinds(n: int) -> dict[str, str]:

@@ -151,7 +151,8 @@ def test_every_family_trains_saves_and_reloads_offline_identically(
         total, trainable = (sum(p.numel() for p in run.model.network.parameters()),) * 2
         assert total == trainable  # fine-tuned fully
         assert (tmp_path / name / "preprocess" / column / "hf" / "config.json").is_file()
-        assert set(run.metrics["test"]) == {"accuracy", "f1_macro", "auroc", "log_loss"}
+        metrics = {"accuracy", "f1_macro", "auroc", "log_loss"}
+        assert set(run.metrics["test"]) == metrics | {f"baseline/{m}" for m in metrics}
         runs[name], expected[name] = tmp_path / name, _probabilities(run.model, shapes_dir / "test.csv")
     # The pretrained folders are gone: a reload must not need them.
     for folder in tiny_models.values():

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 import mumo
 from conftest import run_cli
+from mumo.errors import MumoError
 
 
 def test_fresh_process_predicts_same_probabilities(shapes_dir: Path, tmp_path: Path) -> None:
@@ -63,3 +65,11 @@ def test_load_in_process_matches_training_model(shapes_dir: Path, tmp_path: Path
     second = mumo.load(run.path).predict(rows, base_dir=shapes_dir)
     for a, b in zip(first, second, strict=True):
         assert max(abs(a["probabilities"][k] - b["probabilities"][k]) for k in a["probabilities"]) < 1e-6
+    # a manifest path works as its rows do (paths relative to its folder); other things are one clear error
+    from_file = mumo.load(run.path).predict(shapes_dir / "test.csv")
+    assert [r["prediction"] for r in from_file[:8]] == [r["prediction"] for r in first]
+    for bad, named in ((rows.iloc[0].to_dict(), "dict"), (["a.png"], "list"), (3, "int")):
+        with pytest.raises(
+            MumoError, match=f"rows must be a list of dicts, a DataFrame or a manifest path, not {named}"
+        ):
+            run.model.predict(bad)  # type: ignore[arg-type]

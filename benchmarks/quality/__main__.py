@@ -15,6 +15,7 @@ from benchmarks.quality.runner import run_dataset
 from benchmarks.quality.speech import espeak_available
 from mumo.bench.common import console
 from mumo.config import parse_overrides
+from mumo.io import write_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         results["datasets"][name] = run_dataset(
             name, args.seed, overrides, not args.skip_baselines, not args.skip_mumo
         )
+        # after each dataset, so an interrupted suite keeps what it measured
+        write_json(Path(args.json), results)
     show(results)
     save(results, args.json, met=True)
     if args.markdown is not None:

@@ -80,7 +80,9 @@ class Features:
                 continue
             block = _stack(parts)
             if not issparse(block):  # inf / 1e400 cells: finite, and small enough to square
-                block = np.clip(np.nan_to_num(np.asarray(block, np.float64), posinf=0.0, neginf=0.0), -1e9, 1e9)
+                block = np.clip(
+                    np.nan_to_num(np.asarray(block, np.float64), posinf=0.0, neginf=0.0), -1e9, 1e9
+                )
             if fit:
                 self.scalers[column] = (
                     TfidfTransformer(sublinear_tf=True) if issparse(block) else StandardScaler()

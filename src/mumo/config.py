@@ -124,6 +124,9 @@ class CNNOptions(Section):
         [32, 64, 128], min_length=1, description="Channels per stage (each halves H, W)."
     )
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the pooled features.")
+    positions: bool = Field(
+        True, description="Add learned positions to the tokens (2-D for images, time for audio)."
+    )
 
 
 class MLPOptions(Section):
@@ -240,6 +243,16 @@ class BilinearOptions(Section):
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the bilinear product.")
 
 
+class CrossOptions(Section):
+    type: Literal["cross"] = "cross"
+    layers: int = Field(
+        2, ge=1, description="Blocks of self-attention over the words and cross-attention to the rest."
+    )
+    heads: int = Field(4, ge=1, description="Attention heads per block (must divide model.dim).")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside the blocks.")
+    max_tokens: int = Field(64, ge=1, description="Tokens kept per attended column.")
+
+
 FusionConfig = Annotated[
     ConcatOptions
     | GatedOptions
@@ -247,7 +260,8 @@ FusionConfig = Annotated[
     | LateOptions
     | LowRankOptions
     | FiLMOptions
-    | BilinearOptions,
+    | BilinearOptions
+    | CrossOptions,
     Field(discriminator="type"),
 ]
 
@@ -264,13 +278,22 @@ class ModelConfig(Section):
         default_factory=dict,
         description="Encoder per input column; columns not listed get their kind's default.",
     )
-    fusion: FusionConfig = Field(
-        default_factory=ConcatOptions, description="How the modalities are combined."
+    fusion: FusionConfig | None = Field(
+        None,
+        description="How the inputs are combined; null = cross when a text column meets an image or audio "
+        "column (words attend to regions and frames), else concat.",
     )
     head: HeadConfig = Field(default_factory=HeadConfig, description="Task head on the fused vector.")
     wide: bool = Field(True, description="Add a linear path from numeric/categorical inputs to the output.")
     modality_dropout: float = Field(
         0.0, ge=0, lt=1, description="Chance, per row and input, that training hides the input (absent)."
+    )
+    align: float | None = Field(
+        None,
+        ge=0,
+        description="Weight of an auxiliary loss while training that pulls each row's pooled text, image and "
+        "audio vectors together and apart from other rows' (contrastive, as ALBEF aligns before fusing); "
+        "null = 1 when inputs of two of those kinds meet, else 0.",
     )
     init_from: str | None = Field(
         None, description="A run whose encoders (and their processors) start this model, matched by column."
@@ -302,10 +325,10 @@ class TrainConfig(Section):
         "auto",
         description="Passes over the train data; auto = about train.steps optimizer steps (10 to 300).",
     )
-    steps: int = Field(
-        3000,
-        ge=1,
-        description="With epochs: auto, the optimizer steps to aim for (the data size sets the epochs).",
+    steps: int | Literal["auto"] = Field(
+        "auto",
+        description="With epochs: auto, the optimizer steps to aim for (the data size sets the epochs); auto = "
+        "one step per training row, at least 1500 and at most 3000.",
     )
     time_limit: str | None = Field(
         None,
@@ -342,7 +365,7 @@ class TrainConfig(Section):
         True, description="Also fit a linear model on cheap raw features and report it (baseline/<metric>)."
     )
 
-    @field_validator("epochs", "patience", mode="before")
+    @field_validator("epochs", "patience", "steps", mode="before")
     @classmethod
     def _count_or_auto(cls, value: Any, info: Any) -> Any:
         if value == "auto":

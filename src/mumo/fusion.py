@@ -18,6 +18,7 @@ from mumo.config import (
     AttentionOptions,
     BilinearOptions,
     ConcatOptions,
+    CrossOptions,
     FiLMOptions,
     GatedOptions,
     LateOptions,
@@ -270,7 +271,70 @@ class Bilinear(Fusion):
         return self.project(torch.cat([joint, *others], dim=-1))  # (B, D)
 
 
+@FUSIONS.register("cross")
+class Cross(Fusion):
+    """Dual-stream cross-attention (the fusion layers of ALBEF / LXMERT): the words of each text column
+    attend, through blocks of self-attention, cross-attention and a feed-forward layer, to the tokens of
+    every other column (image regions with their 2-D positions, audio frames, numbers). The attended words
+    are pooled (mean and max) and joined with every column's pooled vector. A learned null token is always
+    there to attend to, so a row whose other inputs are all absent stays finite. Without a text column,
+    the first column's tokens are the queries."""
+
+    def __init__(self, options: CrossOptions, kinds: dict[str, str], dim: int, out_dim: int) -> None:
+        super().__init__(options, kinds, dim, out_dim)
+        if dim % options.heads:
+            raise ConfigError(f"model.fusion.heads: {options.heads} does not divide model.dim {dim}")
+        self.max_tokens = options.max_tokens
+        self.queries = [c for c, kind in kinds.items() if kind == "text"] or self.columns[:1]
+        self.keys = [c for c in self.columns if c not in self.queries] or self.queries
+        self.column_embedding = nn.Parameter(torch.randn(len(self.keys), dim) * 0.02)
+        self.null = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.blocks = nn.ModuleList(
+            nn.TransformerDecoder(
+                nn.TransformerDecoderLayer(
+                    dim, options.heads, 2 * dim, options.dropout, "gelu", batch_first=True, norm_first=True
+                ),
+                options.layers,
+            )
+            for _ in self.queries
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.project = projection((2 * len(self.queries) + len(self.columns)) * dim, dim, options.dropout)
+        self.out_dim = dim
+
+    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> Tensor:
+        present = self.present(presence)  # (B, C)
+        index = {c: i for i, c in enumerate(self.columns)}
+        parts, keep = [], []
+        for i, c in enumerate(self.keys):
+            out = outputs[c]
+            parts.append(out.tokens[:, : self.max_tokens] + self.column_embedding[i])  # (B, T_c, D)
+            keep.append(out.mask[:, : self.max_tokens] & present[:, index[c] : index[c] + 1])  # (B, T_c)
+        size = present.shape[0]
+        memory = torch.cat([self.null.expand(size, -1, -1).to(parts[0].dtype), *parts], dim=1)  # (B, 1+ΣT, D)
+        visible = torch.cat([present.new_ones(size, 1), *keep], dim=1)  # (B, 1+ΣT)
+        pooled = []
+        for block, c in zip(self.blocks, self.queries, strict=True):
+            words, mask = outputs[c].tokens, outputs[c].mask  # (B, L, D), (B, L)
+            attended = self.norm(
+                block(words, memory, tgt_key_padding_mask=~mask, memory_key_padding_mask=~visible)
+            )
+            peak = attended.masked_fill(~mask.unsqueeze(-1), torch.finfo(attended.dtype).min).amax(dim=1)
+            pooled += [masked_mean(attended, mask), peak]  # (B, D) each
+        pooled += [outputs[c].pooled for c in self.columns]
+        return self.project(torch.cat(pooled, dim=-1))  # (B, D)
+
+
+def default_fusion(kinds: dict[str, str]) -> CrossOptions | ConcatOptions:
+    """Words attend to image regions and audio frames when a text column meets one; else concat."""
+    values = set(kinds.values())
+    if "text" in values and values & {"image", "audio"}:
+        return CrossOptions()
+    return ConcatOptions()
+
+
 def build_fusion(options: Any, kinds: dict[str, str], dim: int, out_dim: int | None = None) -> Fusion:
     """The fusion `options.type` over the input columns `kinds` ({column: kind}), from `dim` to `out_dim`."""
+    options = options if options is not None else default_fusion(kinds)
     cls = FUSIONS.get(options.type, key="model.fusion.type")
     return cls(options, kinds, dim, dim if out_dim is None else out_dim)

@@ -3,13 +3,16 @@ its parts (the one place where config becomes classes; each task calls them for 
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mumo.config import DEFAULT_ENCODER, ENCODER_OPTIONS, ENCODERS_FOR_KIND, HeadConfig, ModelConfig
 from mumo.data.dataset import Batch
 from mumo.errors import ConfigError
-from mumo.fusion import build_fusion
+from mumo.fusion import build_fusion, default_fusion
 from mumo.modalities import ENCODERS, Processor
 from mumo.modalities.base import encoder_key
 from mumo.outputs import EncoderOutput
@@ -31,6 +34,7 @@ class MultimodalNetwork(nn.Module):
         dim: int,
         wide: nn.Module | None = None,
         modality_dropout: float = 0.0,
+        align: Alignment | None = None,
     ) -> None:
         super().__init__()
         self.modality_dropout = modality_dropout  # chance, per row and input, of hiding it while training
@@ -42,6 +46,8 @@ class MultimodalNetwork(nn.Module):
         self.fusion = fusion
         self.head = head
         self.wide = wide  # optional linear path from tabular inputs straight to the output
+        self.align = align  # optional auxiliary loss on the encoders' pooled vectors, while training
+        self._auxiliary: Tensor | None = None
 
     def presence(self, batch: Batch) -> dict[str, Tensor]:
         """The batch's presence masks; while training, modality dropout hides inputs at random (never
@@ -86,8 +92,80 @@ class MultimodalNetwork(nn.Module):
 
     def forward(self, batch: Batch) -> Tensor:
         presence = self.presence(batch)
-        out = self.head(self.fusion(self.encode(batch, presence), presence))  # (B, out)
+        encoded = self.encode(batch, presence)
+        if self.align is not None and self.training:
+            self._auxiliary = self.align(encoded, presence)
+        out = self.head(self.fusion(encoded, presence))  # (B, out)
         return out if self.wide is None else out + self.wide(batch, presence)
+
+    def auxiliary_loss(self) -> Tensor | None:
+        """The auxiliary loss of the last training forward (added to the task's loss), once."""
+        loss, self._auxiliary = self._auxiliary, None
+        return loss
+
+
+ALIGNED_KINDS = ("text", "image", "audio")
+
+
+class Alignment(nn.Module):
+    """Each row's inputs are pulled together and pushed from the other rows' in the batch (symmetric
+    InfoNCE, CLIP's loss; ALBEF aligns image and text this way before fusing them). On a few thousand rows
+    it grounds words in image colours and shapes, and spoken digits in written ones, which fusion alone,
+    learning from one label per row, may never find. Where one input is text, the similarity is FILIP's
+    fine-grained one: each word finds its best-matching region (or frame, or word) of the other input, and
+    the row's score is the mean over its words, so single words are grounded, not only whole captions;
+    other pairs compare pooled vectors. Every pair of aligned columns, averaged; rows that lack either
+    input of a pair are left out of it."""
+
+    def __init__(self, columns: list[str], kinds: dict[str, str], dim: int, weight: float) -> None:
+        super().__init__()
+        self.columns, self.kinds, self.weight = columns, kinds, weight
+        self.project = nn.ModuleDict({module_key(c): nn.Linear(dim, dim) for c in columns})
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's starting temperature
+
+    def forward(self, encoded: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> Tensor:
+        scale = self.log_scale.exp().clamp(max=100)
+        losses = []
+        for i, first in enumerate(self.columns):
+            for second in self.columns[i + 1 :]:
+                rows = presence[first] & presence[second]
+                if int(rows.sum()) < 2:
+                    continue
+                if self.kinds[second] == "text" and self.kinds[first] != "text":
+                    first, second = second, first  # words are the side that is averaged over
+                similarity = self.similarity(encoded[first], encoded[second], first, second, rows)
+                logits = scale * similarity  # (n, n): row i's first input against row j's second
+                labels = torch.arange(len(logits), device=logits.device)
+                losses.append((F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2)
+        if not losses:
+            return self.log_scale.new_zeros(())
+        return self.weight * torch.stack(losses).mean()
+
+    def similarity(self, a: EncoderOutput, b: EncoderOutput, first: str, second: str, rows: Tensor) -> Tensor:
+        """(n, n) cosine similarities of the rows' inputs: token-level when `first` is text, else pooled."""
+        project_a, project_b = self.project[module_key(first)], self.project[module_key(second)]
+        if self.kinds[first] != "text":
+            va = F.normalize(project_a(a.pooled[rows]).float(), dim=-1)  # (n, D)
+            vb = F.normalize(project_b(b.pooled[rows]).float(), dim=-1)
+            return va @ vb.T
+        words = F.normalize(project_a(a.tokens[rows]).float(), dim=-1)  # (n, L, D)
+        other = F.normalize(project_b(b.tokens[rows]).float(), dim=-1)  # (n, T, D)
+        word_mask, other_mask = a.mask[rows], b.mask[rows]  # (n, L), (n, T)
+        pairs = torch.einsum("ild,jtd->ijlt", words, other)  # (n, n, L, T)
+        best = pairs.masked_fill(~other_mask[None, :, None, :], -2.0).amax(-1)  # (n, n, L): cosines >= -1
+        weights = word_mask.float()[:, None, :]  # (n, 1, L)
+        return (best * weights).sum(-1) / weights.sum(-1).clamp(min=1)
+
+
+def build_alignment(model: ModelConfig, inputs: dict[str, str]) -> Alignment | None:
+    """model.align's loss over the text, image and audio columns; null = on (weight 1) when two of those
+    kinds meet."""
+    columns = [c for c, kind in inputs.items() if kind in ALIGNED_KINDS]
+    kinds = {inputs[c] for c in columns}
+    weight = model.align if model.align is not None else (1.0 if len(kinds) >= 2 else 0.0)
+    if weight <= 0 or len(columns) < 2:
+        return None
+    return Alignment(columns, {c: inputs[c] for c in columns}, model.dim, weight)
 
 
 class Wide(nn.Module):
@@ -142,7 +220,8 @@ def resolve_encoders(model: ModelConfig, inputs: dict[str, str]) -> ModelConfig:
                 f"model.encoders.{column}.type: {encoders[column].type!r} is not {'an' if kind[0] in 'aeiou' else 'a'} {kind} encoder; "
                 f"choose one of {', '.join(allowed)}"
             )
-    return model.model_copy(update={"encoders": {c: encoders[c] for c in inputs}})
+    fusion = model.fusion if model.fusion is not None else default_fusion(inputs)
+    return model.model_copy(update={"encoders": {c: encoders[c] for c in inputs}, "fusion": fusion})
 
 
 def build_encoders(
@@ -172,7 +251,9 @@ def build_network(
     categorical = {c: len(processors[c].categories) for c, k in inputs.items() if k == "categorical"}  # type: ignore[attr-defined]
     if model.wide and (numeric or categorical):
         wide = Wide(numeric, categorical, out_dim)
-    return MultimodalNetwork(encoders, fusion, head, model.dim, wide, model.modality_dropout)
+    return MultimodalNetwork(
+        encoders, fusion, head, model.dim, wide, model.modality_dropout, build_alignment(model, inputs)
+    )
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from mumo.config import Config
 from mumo.data.dataset import make_batch
 from mumo.data.prepare import Schema, Split, load_split
-from mumo.data.table import Table, clean_frame, frame_from_rows
+from mumo.data.table import Table, clean_frame, frame_from_rows, read_table
 from mumo.data.targets import TargetProcessor
 from mumo.errors import MumoError
 from mumo.modalities import Processor
@@ -87,7 +87,17 @@ class Predictor:
         return self.schema.inputs
 
     # ------------------------------------------------------------------------------------- rows in
-    def table(self, rows: list[dict[str, Any]] | pd.DataFrame, base_dir: str | Path | None = None) -> Table:
+    def table(
+        self, rows: list[dict[str, Any]] | pd.DataFrame | str | Path, base_dir: str | Path | None = None
+    ) -> Table:
+        if isinstance(rows, str | Path):  # a manifest file: its paths are relative to its folder
+            return read_table(rows)
+        if not isinstance(rows, pd.DataFrame | list | tuple) or (
+            not isinstance(rows, pd.DataFrame) and not all(isinstance(row, dict) for row in rows)
+        ):
+            raise MumoError(
+                f"predict: rows must be a list of dicts, a DataFrame or a manifest path, not {type(rows).__name__}"
+            )
         frame = clean_frame(rows) if isinstance(rows, pd.DataFrame) else frame_from_rows(list(rows))
         return Table("input", Path(base_dir or Path.cwd()).resolve(), frame)
 
@@ -130,12 +140,12 @@ class Predictor:
 
     def predict(
         self,
-        rows: list[dict[str, Any]] | pd.DataFrame,
+        rows: list[dict[str, Any]] | pd.DataFrame | str | Path,
         base_dir: str | Path | None = None,
         on_error: str = "fail",
         timing: dict[str, float] | None = None,
     ) -> list[dict[str, Any]]:
-        """One dict per row, as the task describes a prediction (classification: `prediction` and
+        """One dict per row (of a list of dicts, a DataFrame, or a manifest file), as the task describes a prediction (classification: `prediction` and
         `probabilities`; regression: `prediction`; matching: `prediction` and `match_probability`; ...).
 
         A column missing from a row (or an empty cell) is an absent modality. Relative file paths are

@@ -98,6 +98,12 @@ def load_run_config(run_dir: Path) -> Config:
     trimmed to the keys of its task (the others hold the values such runs always wrote)."""
     path = run_dir / CONFIG
     raw = load_raw(path)
+    if _format(run_dir) < 2:  # mumo 0.1: CNN tokens had no position embeddings, no alignment loss
+        if isinstance(raw.get("model"), dict):
+            raw["model"].setdefault("align", 0.0)
+        for encoder in ((raw.get("model") or {}).get("encoders") or {}).values():
+            if isinstance(encoder, dict) and encoder.get("type") == "cnn":
+                encoder.setdefault("positions", False)
     train = raw.get("train")
     if isinstance(train, dict) and "max_minutes" in train:  # 0.1: train.max_minutes, now train.time_limit
         minutes = train.pop("max_minutes")
@@ -119,6 +125,15 @@ def load_run_config(run_dir: Path) -> Config:
         return build_config(raw, source=str(path))
     except MumoError as err:
         raise MumoError(f"{path}: {err}") from None
+
+
+def _format(run_dir: Path) -> int:
+    """The run folder format its schema.json records (1 for mumo 0.1, which recorded none)."""
+    path = run_dir / "preprocess" / "schema.json"
+    try:
+        return int(json.loads(path.read_text()).get("format", 1))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return FORMAT  # unreadable: loading it reports that, naming the file
 
 
 def save_weights(network: nn.Module, path: Path) -> None:

@@ -237,10 +237,14 @@ class AudioCNN(nn.Module):
         self.stages = len(options.channels)
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(options.dropout)
+        self.positions = nn.Parameter(torch.randn(512, dim) * 0.02) if options.positions else None  # time
 
     def forward(self, inputs: dict[str, Tensor]) -> EncoderOutput:
-        features = self.net(inputs["mel"])  # (B, D, m, t)
-        tokens = self.norm(features.mean(2).transpose(1, 2))  # (B, t, D)
+        features = self.net(inputs["mel"]).mean(2).transpose(1, 2)  # (B, D, m, t) → (B, t, D)
+        if self.positions is not None:
+            steps = min(features.shape[1], len(self.positions))
+            features = torch.cat([features[:, :steps] + self.positions[:steps], features[:, steps:]], dim=1)
+        tokens = self.norm(features)  # (B, t, D)
         valid = torch.tensor(
             [output_side(int(n), self.stages) for n in inputs["frames"]], device=tokens.device
         ).clamp(1, tokens.shape[1])

@@ -219,13 +219,30 @@ class ImageCNN(nn.Module):
         self.token_norm = nn.LayerNorm(dim)
         self.pool_norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(options.dropout)
+        # Where each cell is (row and column embeddings): what "left of" and "above" are made of.
+        self.positions = Positions2D(dim) if options.positions else None
 
     def forward(self, inputs: dict[str, Tensor]) -> EncoderOutput:
-        features = self.net(inputs["pixels"]).flatten(2).transpose(1, 2)  # (B, D, h, w) → (B, h*w, D)
-        tokens = self.token_norm(features)
+        grid = self.net(inputs["pixels"])  # (B, D, h, w)
+        features = grid.flatten(2).transpose(1, 2)  # (B, h*w, D)
+        placed = features if self.positions is None else features + self.positions(*grid.shape[2:])
+        tokens = self.token_norm(placed)
         pooled = self.pool_norm(features.max(1).values)  # (B, D)
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return EncoderOutput(self.dropout(pooled), tokens, mask)
+
+
+class Positions2D(nn.Module):
+    """Learned row and column embeddings for an h x w grid of tokens, flattened row by row: (h*w, D)."""
+
+    def __init__(self, dim: int, longest: int = 64) -> None:
+        super().__init__()
+        self.rows = nn.Parameter(torch.randn(longest, dim) * 0.02)
+        self.cols = nn.Parameter(torch.randn(longest, dim) * 0.02)
+
+    def forward(self, height: int, width: int) -> Tensor:
+        height, width = min(height, len(self.rows)), min(width, len(self.cols))
+        return (self.rows[:height, None] + self.cols[None, :width]).reshape(height * width, -1)
 
 
 def output_side(side: int, stages: int) -> int:

@@ -172,7 +172,7 @@ class Matching(Contrastive):
         fusion = build_fusion(model.fusion, kinds, model.dim, model.dim)
         if fusion.produces_logits:
             raise ConfigError(
-                f"model.fusion.type: {model.fusion.type!r} cannot score pairs; use concat, attention, ..."
+                f"model.fusion.type: {getattr(model.fusion, 'type', '')!r} cannot score pairs; use cross, concat, ..."
             )
         return MatchingNetwork(
             encoders, pair, model.dim, options.projection or model.dim, fusion, options.temperature

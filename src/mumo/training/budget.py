@@ -14,6 +14,10 @@ import lightning as L
 from mumo.config import TrainConfig, seconds
 
 MIN_EPOCHS, MAX_EPOCHS = 10, 300
+# train.steps: auto — one optimizer step per training row, within these bounds. Measured on the quality
+# suite: the relational datasets (2,800 rows) were still improving at 1,500 steps and reached their best
+# near 3,000; the digits (1,260 rows) had converged by 1,500.
+MIN_STEPS, MAX_STEPS = 1500, 3000
 
 
 @dataclass
@@ -23,10 +27,19 @@ class Plan:
     time_limit: float | None  # seconds
 
 
+def step_budget(train: TrainConfig, steps_per_epoch: int) -> int:
+    """train.steps, or with auto one step per training row (batches x batch size), 1500 to 3000."""
+    if train.steps != "auto":
+        return int(train.steps)
+    rows = steps_per_epoch * train.batch_size * train.accumulate
+    return min(MAX_STEPS, max(MIN_STEPS, rows))
+
+
 def plan(train: TrainConfig, steps_per_epoch: int) -> Plan:
     """The epochs (and patience) a run starts with; a time limit may shorten them after one epoch."""
     if train.epochs == "auto":
-        epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(train.steps / max(1, steps_per_epoch))))
+        wanted = step_budget(train, steps_per_epoch)
+        epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(wanted / max(1, steps_per_epoch))))
     else:
         epochs = int(train.epochs)
     patience = max(5, round(epochs / 4)) if train.patience == "auto" else int(train.patience)

@@ -74,7 +74,11 @@ class TrainingModule(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss = self._gradcache_step(batch) if self.gradcache else self.task.training_loss(self.model, batch)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch))
-        return loss
+        auxiliary = getattr(self.model, "auxiliary_loss", lambda: None)()  # model.align's, when on
+        if auxiliary is None:
+            return loss
+        self.log("train/align_loss", auxiliary, on_step=False, on_epoch=True, batch_size=len(batch))
+        return loss + auxiliary
 
     def _gradcache_step(self, batch: Batch) -> Tensor:
         """The loss over batch_size * accumulate rows, backpropagated batch_size rows at a time."""
