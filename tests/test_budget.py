@@ -18,7 +18,7 @@ from mumo.training.budget import MAX_EPOCHS, MIN_EPOCHS, plan, step_budget
 
 @pytest.mark.parametrize(
     ("steps_per_epoch", "epochs", "patience"),
-    [(1, MAX_EPOCHS, 75), (19, 158, 40), (63, 48, 12), (1000, MIN_EPOCHS, 5)],
+    [(1, MAX_EPOCHS, 150), (19, 158, 79), (63, 48, 24), (1000, MIN_EPOCHS, 5)],
 )
 def test_auto_epochs_aim_at_the_step_budget(steps_per_epoch: int, epochs: int, patience: int) -> None:
     budget = plan(TrainConfig(steps=3000), steps_per_epoch)

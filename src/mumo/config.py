@@ -346,7 +346,7 @@ class TrainConfig(Section):
     grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this (0 = off).")
     patience: int | Literal["auto"] = Field(
         "auto",
-        description="Stop after this many epochs without a better val metric; auto = a quarter of the epochs (at least 5).",
+        description="Stop after this many epochs without a better val metric; auto = half the epochs (at least 5).",
     )
     monitor: str | None = Field(
         None, description="Val metric for early stopping; null = the task's main metric."

@@ -9,7 +9,7 @@ from typing import Any
 PRESETS: dict[str, dict[str, Any]] = {
     # A first look in a few minutes: a narrower model, about a quarter of the steps, at most 3 minutes.
     "fast": {"model": {"dim": 64}, "train": {"steps": 400, "time_limit": "3m"}},
-    # The defaults: about 1500 optimizer steps, patience a quarter of the epochs.
+    # The defaults: about 1500 optimizer steps, patience half the epochs.
     "balanced": {},
     # The most this machine can give in an hour: a wider model, three times the steps.
     "best": {"model": {"dim": 192}, "train": {"steps": 4500, "time_limit": "60m"}},

@@ -42,7 +42,10 @@ def plan(train: TrainConfig, steps_per_epoch: int) -> Plan:
         epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(wanted / max(1, steps_per_epoch))))
     else:
         epochs = int(train.epochs)
-    patience = max(5, round(epochs / 4)) if train.patience == "auto" else int(train.patience)
+    # auto: half the epochs. On the relational datasets validation accuracy sat on a plateau for 10-15
+    # epochs before it rose again; a quarter of the epochs (16 of 64) stopped one run there at 0.74
+    # where the same run given room reached 0.86.
+    patience = max(5, round(epochs / 2)) if train.patience == "auto" else int(train.patience)
     return Plan(epochs, patience, seconds(train.time_limit) if train.time_limit else None)
 
 
