@@ -138,3 +138,19 @@ def test_words_each_find_their_best_region() -> None:
     assert swapped({"caption": a, "photo": b}, present).item() == pytest.approx(
         align({"caption": a, "photo": b}, present).item()
     )
+
+
+def test_too_many_word_region_pairs_fall_back_to_pooled_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mumo.network
+
+    torch.manual_seed(0)
+    words, regions = torch.randn(4, 5, 8), torch.randn(4, 6, 8)
+    a = EncoderOutput(words.mean(1), words, torch.ones(4, 5, dtype=torch.bool))
+    b = EncoderOutput(regions.mean(1), regions, torch.ones(4, 6, dtype=torch.bool))
+    align = identity_alignment(["caption", "photo"], 8, kinds={"caption": "text", "photo": "image"})
+    rows = torch.ones(4, dtype=torch.bool)
+    fine = align.similarity(a, b, "caption", "photo", rows)
+    monkeypatch.setattr(mumo.network, "TOKEN_PAIRS", 4 * 4 * 5 * 6 - 1)
+    pooled = align.similarity(a, b, "caption", "photo", rows)
+    expected = F.normalize(words.mean(1), dim=-1) @ F.normalize(regions.mean(1), dim=-1).T
+    assert torch.allclose(pooled, expected, atol=1e-6) and not torch.allclose(fine, expected, atol=1e-3)

@@ -291,8 +291,8 @@ class ModelConfig(Section):
     align: float | None = Field(
         None,
         ge=0,
-        description="Weight of an auxiliary loss while training that pulls each row's pooled text, image and "
-        "audio vectors together and apart from other rows' (contrastive, as ALBEF aligns before fusing); "
+        description="Weight of an auxiliary loss while training (classification, multilabel, regression) that "
+        "pulls each row's text, image and audio inputs together and apart from other rows' (contrastive, as ALBEF aligns before fusing); "
         "null = 1 when inputs of two of those kinds meet, else 0.",
     )
     init_from: str | None = Field(

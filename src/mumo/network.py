@@ -105,6 +105,9 @@ class MultimodalNetwork(nn.Module):
 
 
 ALIGNED_KINDS = ("text", "image", "audio")
+# Largest (rows x rows x words x tokens) similarity tensor the word-level alignment builds (128 MB in
+# float32); a bigger batch or longer inputs compare pooled vectors instead.
+TOKEN_PAIRS = 2**25
 
 
 class Alignment(nn.Module):
@@ -114,7 +117,7 @@ class Alignment(nn.Module):
     learning from one label per row, may never find. Where one input is text, the similarity is FILIP's
     fine-grained one: each word finds its best-matching region (or frame, or word) of the other input, and
     the row's score is the mean over its words, so single words are grounded, not only whole captions;
-    other pairs compare pooled vectors. Every pair of aligned columns, averaged; rows that lack either
+    other pairs (and batches too big for it, see TOKEN_PAIRS) compare pooled vectors. Every pair of aligned columns, averaged; rows that lack either
     input of a pair are left out of it."""
 
     def __init__(self, columns: list[str], kinds: dict[str, str], dim: int, weight: float) -> None:
@@ -144,7 +147,8 @@ class Alignment(nn.Module):
     def similarity(self, a: EncoderOutput, b: EncoderOutput, first: str, second: str, rows: Tensor) -> Tensor:
         """(n, n) cosine similarities of the rows' inputs: token-level when `first` is text, else pooled."""
         project_a, project_b = self.project[module_key(first)], self.project[module_key(second)]
-        if self.kinds[first] != "text":
+        n = int(rows.sum())
+        if self.kinds[first] != "text" or n * n * a.tokens.shape[1] * b.tokens.shape[1] > TOKEN_PAIRS:
             va = F.normalize(project_a(a.pooled[rows]).float(), dim=-1)  # (n, D)
             vb = F.normalize(project_b(b.pooled[rows]).float(), dim=-1)
             return va @ vb.T
