@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from benchmarks.quality.baselines import ALL
-from mumo.io import write_text
+from mumo.io import write_marked_block
 
 START, END = "<!-- quality -->", "<!-- /quality -->"
 COLUMNS = (
@@ -100,11 +100,4 @@ def markdown(results: dict[str, Any]) -> str:
 
 def write_markdown(path: Path, results: dict[str, Any]) -> None:
     """Replace only the block between the markers; add the block at the end when the file has none."""
-    block = f"{START}\n{markdown(results)}\n{END}"
-    text = path.read_text() if path.is_file() else ""
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + block + rest.split(END, 1)[1]
-    else:
-        text = f"{text.rstrip()}\n\n{block}\n" if text.strip() else f"{block}\n"
-    write_text(path, text)
+    write_marked_block(path, START, END, markdown(results))

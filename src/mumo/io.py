@@ -44,6 +44,20 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def write_marked_block(path: str | Path, start: str, end: str, body: str) -> None:
+    """Replace only what stands between the start and end markers of a text file (BENCHMARKS.md); a file
+    without them gets the marked block at its end, a missing file is created with it."""
+    path = Path(path)
+    block = f"{start}\n{body}\n{end}"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        text = before + block + rest.split(end, 1)[1]
+    else:
+        text = f"{text.rstrip()}\n\n{block}\n" if text.strip() else f"{block}\n"
+    write_text(path, text)
+
+
 def write_json(path: str | Path, payload: Any) -> None:
     """JSON with sorted keys; NaN and infinities are written as null (JSON has no such numbers)."""
     write_text(path, json.dumps(json_safe(payload), indent=2, sort_keys=True))

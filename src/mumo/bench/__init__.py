@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from mumo.bench.common import console, epoch_seconds
-from mumo.io import write_json, write_text
+from mumo.io import write_json, write_marked_block
 
 __all__ = ["console", "epoch_seconds", "run_bench", "show"]
 
@@ -128,12 +128,5 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def write_markdown(path: Path, results: dict[str, Any]) -> None:
-    """Replace the block between the markers in an existing file (BENCHMARKS.md), or write a new file."""
-    block = f"{START}\n{markdown(results)}\n{END}"
-    text = path.read_text() if path.is_file() else ""
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + block + rest.split(END, 1)[1]
-    else:
-        text = block + "\n"
-    write_text(path, text)
+    """Replace the block between the markers in BENCHMARKS.md (added at its end when it has none)."""
+    write_marked_block(path, START, END, markdown(results))
