@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint format bench bench-speed clean
+.PHONY: install demo test test-all lint format bench bench-speed bench-quality clean
 
 install: $(STAMP)
 
