@@ -24,6 +24,15 @@ def _train_args(data: Path, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def _validation_rows(log: Path) -> list[dict[str, str]]:
+    """The rows of metrics.csv with a validation accuracy ([] while it does not exist yet)."""
+    try:
+        with open(log) as handle:
+            return [row for row in csv.DictReader(handle) if row.get("val/accuracy")]
+    except FileNotFoundError:
+        return []
+
+
 def test_sigkill_mid_epoch_then_resume_finishes(shapes_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = subprocess.Popen(
@@ -32,19 +41,21 @@ def test_sigkill_mid_epoch_then_resume_finishes(shapes_dir: Path, tmp_path: Path
     )  # fmt: skip
     staging = tmp_path / ".run.partial"  # a run is trained beside --out and moved there when done
     last = staging / "checkpoints" / "last.ckpt"
+    log = staging / "logs" / "csv" / "metrics.csv"
     deadline = time.time() + 120
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
+    # The checkpoint and the CSV row of the first validation are written at slightly different moments;
+    # wait for both (on a loaded machine the gap is long enough to kill in between).
+    while not (last.exists() and _validation_rows(log)) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert last.exists(), "training never wrote checkpoints/last.ckpt"
-    # Killed as soon as the first epoch's checkpoint exists: four epochs are still to come, so the
-    # process is alive (no sleep that assumes how fast this machine is).
+    # Killed as soon as the first epoch's checkpoint and log row exist: four epochs are still to come,
+    # so the process is alive (no sleep that assumes how fast this machine is).
     assert proc.poll() is None, "training finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()  # --out gets a run only when it is complete
-    with open(staging / "logs" / "csv" / "metrics.csv") as handle:
-        before = [row for row in csv.DictReader(handle) if row.get("val/accuracy")]
+    before = _validation_rows(log)
     assert before, "the first epoch's validation row was logged before the kill"
 
     # A killed run is not a finished run: it cannot be loaded, and a fresh train refuses to clobber it.
