@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mumo.config import ModelConfig, TextOptions
+from mumo.config import TextOptions
+from mumo.config_model import ModelConfig
 from mumo.data.dataset import make_batch
 from mumo.modalities.text import TextProcessor
 from mumo.network import Alignment, build_alignment, build_network, resolve_encoders

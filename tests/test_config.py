@@ -8,15 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mumo.config import (
-    Config,
-    GRUOptions,
-    TransformerOptions,
-    build_config,
-    dump_config,
-    load_config,
-    parse_overrides,
-)
+from mumo.config import Config, build_config, dump_config, load_config, parse_overrides
+from mumo.config_model import GRUOptions, TransformerOptions
 from mumo.errors import ConfigError
 
 
@@ -215,7 +208,7 @@ def test_unknown_key_inside_a_tagged_union_names_the_path_and_keys() -> None:
 
 
 def test_tag_tables_are_derived_from_the_unions() -> None:
-    from mumo.config import ENCODER_OPTIONS, FUSION_OPTIONS
+    from mumo.config_model import ENCODER_OPTIONS, FUSION_OPTIONS
 
     assert set(ENCODER_OPTIONS) == {"transformer", "gru", "cnn", "mlp", "embedding", "hf"}
     assert set(FUSION_OPTIONS) == {

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mumo.config import MLPOptions, TextOptions, TransformerOptions
+from mumo.config import TextOptions
+from mumo.config_model import MLPOptions, TransformerOptions
 from mumo.data.dataset import Batch, make_batch
 from mumo.modalities.tabular import NumericMLP, NumericProcessor
 from mumo.modalities.text import TextProcessor, TextTransformer

@@ -10,7 +10,8 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from mumo.config import AttentionOptions, FiLMOptions, TextOptions, build_config, dump_config
+from mumo.config import TextOptions, build_config, dump_config
+from mumo.config_model import AttentionOptions, FiLMOptions
 from mumo.data.dataset import make_batch
 from mumo.errors import ConfigError
 from mumo.fusion import FUSIONS, Fusion, build_fusion

@@ -18,7 +18,7 @@ import torch
 import mumo
 from conftest import REPO, run_cli
 from hf_tiny import MAKERS
-from mumo.config import HFOptions
+from mumo.config_model import HFOptions
 from mumo.data.table import read_table
 from mumo.errors import ConfigError
 from mumo.modalities.hf import HFBackbone, HFTextProcessor, packaged_model, resolve_pretrained

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 import torch
 
-from mumo.config import (
+from mumo.config import TextOptions
+from mumo.config_model import (
     CNNOptions,
     ConcatOptions,
     EmbeddingOptions,
     GRUOptions,
     MLPOptions,
     ModelConfig,
-    TextOptions,
     TransformerOptions,
 )
 from mumo.data.dataset import Batch, make_batch

@@ -6,11 +6,10 @@ Every field has a one-line doc. Validation errors become one line that names the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SerializeAsAny,
@@ -19,17 +18,12 @@ from pydantic import (
     model_validator,
 )
 
-from mumo.config_errors import format_validation_error, tagged
+from mumo.config_errors import Section, format_validation_error
+from mumo.config_model import ModelConfig
 from mumo.errors import ConfigError
 
 ColumnKind = Literal["text", "image", "audio", "numeric", "categorical"]
 KINDS: tuple[str, ...] = ("text", "image", "audio", "numeric", "categorical")
-
-
-class Section(BaseModel):
-    """Base for every config section: unknown keys are errors, defaults are validated."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True, validate_assignment=True)
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -101,206 +95,6 @@ class DataConfig(Section):
         if self.target is None:
             return []
         return [self.target] if isinstance(self.target, str) else list(self.target)
-
-
-# ---------------------------------------------------------------------------------------- model
-class TransformerOptions(Section):
-    type: Literal["transformer"] = "transformer"
-    layers: int = Field(2, ge=1, description="Transformer blocks.")
-    heads: int = Field(4, ge=1, description="Attention heads per block.")
-    ff_mult: int = Field(2, ge=1, description="Feed-forward width as a multiple of model.dim.")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside the blocks.")
-
-
-class GRUOptions(Section):
-    type: Literal["gru"] = "gru"
-    layers: int = Field(1, ge=1, description="Stacked bidirectional GRU layers.")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on embeddings and between layers.")
-
-
-class CNNOptions(Section):
-    type: Literal["cnn"] = "cnn"
-    channels: list[int] = Field(
-        [32, 64, 128], min_length=1, description="Channels per stage (each halves H, W)."
-    )
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the pooled features.")
-    positions: bool = Field(
-        True, description="Add learned positions to the tokens (2-D for images, time for audio)."
-    )
-
-
-class MLPOptions(Section):
-    type: Literal["mlp"] = "mlp"
-    hidden: int = Field(64, ge=1, description="Hidden width of the per-column MLP.")
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the output.")
-
-
-class EmbeddingOptions(Section):
-    type: Literal["embedding"] = "embedding"
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the embedding.")
-
-
-class LoRAOptions(Section):
-    r: int = Field(8, ge=1, description="Rank of the low-rank update.")
-    alpha: int = Field(16, ge=1, description="Scale of the update (alpha / r).")
-    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
-    targets: list[str] | None = Field(
-        None, description="Module names to adapt (e.g. [query, value]); null = peft's default for the model."
-    )
-
-
-class HFOptions(Section):
-    type: Literal["hf"] = "hf"
-    pretrained: str = Field(
-        description="Local folder, a model carried by an installed package, or a Hugging Face Hub name."
-    )
-    pooling: Literal["mean", "cls", "pooler"] = Field(
-        "mean",
-        description="Row vector: mean of the tokens, the first token, or the backbone's pooler output.",
-    )
-    freeze: bool = Field(False, description="Keep the backbone's weights fixed (its features can be cached).")
-    lora: LoRAOptions | None = Field(None, description="Train LoRA adapters (peft) instead of the backbone.")
-    lr_scale: float = Field(0.1, gt=0, description="Backbone learning rate as a multiple of train.lr.")
-    lr_decay: float = Field(
-        1.0, gt=0, le=1, description="Layer-wise decay: each layer below the top gets this times the rate."
-    )
-    gradient_checkpointing: bool = Field(
-        False, description="Recompute activations in backward to save memory."
-    )
-    max_length: int = Field(128, ge=1, description="Text: tokens kept per cell (the rest is cut).")
-    max_seconds: float = Field(10.0, gt=0, description="Audio: seconds kept per clip.")
-
-
-EncoderConfig = Annotated[
-    TransformerOptions | GRUOptions | CNNOptions | MLPOptions | EmbeddingOptions | HFOptions,
-    Field(discriminator="type"),
-]
-
-ENCODERS_FOR_KIND: dict[str, tuple[str, ...]] = {
-    "text": ("transformer", "gru", "hf"),
-    "image": ("cnn", "hf"),
-    "audio": ("cnn", "hf"),
-    "numeric": ("mlp",),
-    "categorical": ("embedding",),
-}
-DEFAULT_ENCODER: dict[str, str] = {
-    "text": "transformer",
-    "image": "cnn",
-    "audio": "cnn",
-    "numeric": "mlp",
-    "categorical": "embedding",
-}
-
-
-class ConcatOptions(Section):
-    type: Literal["concat"] = "concat"
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the concatenated vector.")
-
-
-class GatedOptions(Section):
-    type: Literal["gated"] = "gated"
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on each projected column vector.")
-
-
-class AttentionOptions(Section):
-    type: Literal["attention"] = "attention"
-    layers: int = Field(1, ge=1, description="Transformer blocks over the column tokens.")
-    heads: int = Field(4, ge=1, description="Attention heads per block (must divide model.dim).")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside the blocks.")
-    tokens: bool = Field(False, description="Attend over every encoder's tokens, not one pooled token each.")
-    max_tokens: int = Field(64, ge=1, description="With tokens: true, keep at most this many per column.")
-
-
-class LateOptions(Section):
-    type: Literal["late"] = "late"
-    hidden: int = Field(64, ge=1, description="Hidden width of each column's own head.")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside each column's head.")
-
-
-class LowRankOptions(Section):
-    type: Literal["lrtf"] = "lrtf"
-    rank: int = Field(4, ge=1, le=64, description="Rank of the low-rank factors of the fusion tensor.")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on each column's pooled vector.")
-
-
-class FiLMOptions(Section):
-    type: Literal["film"] = "film"
-    condition: str | None = Field(
-        None, description="Column that produces the modulation; null = the first text column."
-    )
-    target: str | None = Field(
-        None, description="Column whose tokens are modulated; null = the first image or audio column."
-    )
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the output projection.")
-
-
-class BilinearOptions(Section):
-    type: Literal["bilinear"] = "bilinear"
-    pair: list[str] | None = Field(
-        None, min_length=2, max_length=2, description="The two columns fused bilinearly; null = first two."
-    )
-    hidden: int | None = Field(None, ge=1, description="Rank of the bilinear product; null = 2 * model.dim.")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the bilinear product.")
-
-
-class CrossOptions(Section):
-    type: Literal["cross"] = "cross"
-    layers: int = Field(
-        2, ge=1, description="Blocks of self-attention over the words and cross-attention to the rest."
-    )
-    heads: int = Field(4, ge=1, description="Attention heads per block (must divide model.dim).")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside the blocks.")
-    max_tokens: int = Field(64, ge=1, description="Tokens kept per attended column.")
-
-
-FusionConfig = Annotated[
-    ConcatOptions
-    | GatedOptions
-    | AttentionOptions
-    | LateOptions
-    | LowRankOptions
-    | FiLMOptions
-    | BilinearOptions
-    | CrossOptions,
-    Field(discriminator="type"),
-]
-
-
-class HeadConfig(Section):
-    hidden: int = Field(256, ge=1, description="Hidden width of the task head MLP.")
-    layers: int = Field(1, ge=0, description="Hidden layers in the head (0 = a linear head).")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the head.")
-
-
-class ModelConfig(Section):
-    dim: int = Field(128, ge=8, description="Width of every encoder's output and of the fused vector.")
-    encoders: dict[str, EncoderConfig] = Field(
-        default_factory=dict,
-        description="Encoder per input column; columns not listed get their kind's default.",
-    )
-    fusion: FusionConfig | None = Field(
-        None,
-        description="How the inputs are combined; null = cross when a text column meets an image or audio "
-        "column (words attend to regions and frames), else concat.",
-    )
-    head: HeadConfig = Field(default_factory=HeadConfig, description="Task head on the fused vector.")
-    wide: bool = Field(True, description="Add a linear path from numeric/categorical inputs to the output.")
-    modality_dropout: float = Field(
-        0.0, ge=0, lt=1, description="Chance, per row and input, that training hides the input (absent)."
-    )
-    align: float | None = Field(
-        None,
-        ge=0,
-        description="Weight of an auxiliary loss while training (classification, multilabel, regression) that "
-        "pulls each row's text, image and audio inputs together and apart from other rows' (contrastive, as ALBEF aligns before fusing); "
-        "null = 1 when inputs of two of those kinds meet, else 0.",
-    )
-    init_from: str | None = Field(
-        None, description="A run whose encoders (and their processors) start this model, matched by column."
-    )
-    freeze: list[str] = Field(
-        default_factory=list, description="Columns whose encoders are not trained (e.g. after init_from)."
-    )
 
 
 # ----------------------------------------------------------------------------------------- task
@@ -549,8 +343,3 @@ def _deep_copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_deep_copy(v) for v in value]
     return value
-
-
-# ------------------------------------------------------------------------------- tagged tables
-ENCODER_OPTIONS = tagged(EncoderConfig)  # {"cnn": CNNOptions, ...}
-FUSION_OPTIONS = tagged(FusionConfig)

@@ -10,7 +10,13 @@ from __future__ import annotations
 import difflib
 from typing import Annotated, Any, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, defaults are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, validate_assignment=True)
 
 
 def format_validation_error(err: ValidationError, root: type[BaseModel], prefix: str = "") -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mumo.config import (
+from mumo.config_model import (
     AttentionOptions,
     BilinearOptions,
     ConcatOptions,

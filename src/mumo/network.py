@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mumo.config import DEFAULT_ENCODER, ENCODER_OPTIONS, ENCODERS_FOR_KIND, HeadConfig, ModelConfig
+from mumo.config_model import DEFAULT_ENCODER, ENCODER_OPTIONS, ENCODERS_FOR_KIND, HeadConfig, ModelConfig
 from mumo.data.dataset import Batch
 from mumo.errors import ConfigError
 from mumo.fusion import build_fusion, default_fusion

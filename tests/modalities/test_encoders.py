@@ -16,7 +16,8 @@ from torch import Tensor
 
 import mumo.config
 from hf_tiny import MAKERS
-from mumo.config import HFOptions, TextOptions, TransformerOptions
+from mumo.config import TextOptions
+from mumo.config_model import HFOptions, TransformerOptions
 from mumo.modalities import ENCODERS, PROCESSORS, Processor
 from mumo.modalities.text import TextProcessor, TextTransformer
 from mumo.outputs import EncoderOutput

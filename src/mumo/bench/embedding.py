@@ -17,7 +17,7 @@ from mumo.errors import MumoError
 def embed_minilm(count: int, batch_size: int = 64) -> dict[str, Any]:
     from sentence_transformers import SentenceTransformer
 
-    from mumo.config import HFOptions
+    from mumo.config_model import HFOptions
     from mumo.data.shapes import caption_for, sample_items
     from mumo.modalities.base import length_order
     from mumo.modalities.hf import HFBackbone, HFTextProcessor, packaged_model

@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from mumo.cells import CellError
-from mumo.config import AudioOptions, CNNOptions
+from mumo.config import AudioOptions
+from mumo.config_model import CNNOptions
 from mumo.modalities.base import ENCODERS, PROCESSORS, Processor, encoder_key, placeholder_rows
 from mumo.modalities.image import ConvNet, output_side, resolve
 from mumo.outputs import EncoderOutput, masked_mean

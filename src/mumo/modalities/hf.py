@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from mumo.cells import CellError
-from mumo.config import AudioOptions, HFOptions
+from mumo.config import AudioOptions
+from mumo.config_model import HFOptions
 from mumo.errors import ConfigError
 from mumo.modalities.audio import log_mel, pooled_mel, read_audio, resample
 from mumo.modalities.base import ENCODERS, PROCESSORS, Processor, encoder_key, placeholder_rows

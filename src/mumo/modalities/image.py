@@ -16,7 +16,8 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from mumo.cells import CellError
-from mumo.config import DEFAULT_MAX_PIXELS, CNNOptions, ImageOptions
+from mumo.config import DEFAULT_MAX_PIXELS, ImageOptions
+from mumo.config_model import CNNOptions
 from mumo.modalities.base import ENCODERS, PROCESSORS, Processor, encoder_key, placeholder_rows
 from mumo.outputs import EncoderOutput
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from mumo.cells import CellError, as_number
-from mumo.config import EmbeddingOptions, MLPOptions
+from mumo.config_model import EmbeddingOptions, MLPOptions
 from mumo.modalities.base import ENCODERS, PROCESSORS, Processor, encoder_key
 from mumo.outputs import EncoderOutput
 

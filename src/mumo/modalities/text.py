@@ -12,7 +12,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mumo.cells import CellError
-from mumo.config import GRUOptions, TextOptions, TransformerOptions
+from mumo.config import TextOptions
+from mumo.config_model import GRUOptions, TransformerOptions
 from mumo.io import write_text
 from mumo.modalities.base import ENCODERS, PROCESSORS, Processor, encoder_key
 from mumo.outputs import EncoderOutput, masked_mean

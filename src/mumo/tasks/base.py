@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from torch import Tensor, nn
 
-from mumo.config import ModelConfig, TaskOptions
+from mumo.config import TaskOptions
+from mumo.config_model import ModelConfig
 from mumo.data.dataset import Batch
 from mumo.data.prepare import Schema, Split
 from mumo.data.table import Table

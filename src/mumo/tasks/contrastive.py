@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from mumo.config import ModelConfig, TaskOptions
+from mumo.config import TaskOptions
+from mumo.config_model import ModelConfig
 from mumo.data.dataset import Batch
 from mumo.data.prepare import Schema, Split
 from mumo.data.table import Table

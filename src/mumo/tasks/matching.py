@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from mumo.config import ModelConfig, TaskOptions
+from mumo.config import TaskOptions
+from mumo.config_model import ModelConfig
 from mumo.data.dataset import Batch, make_batch
 from mumo.data.prepare import Schema, Split
 from mumo.errors import ConfigError
