@@ -217,6 +217,19 @@ def test_bilinear_pair() -> None:
         build_fusion(build_config(raw).model.fusion, KINDS, DIM, OUT_DIM)
 
 
+def test_cross_queries_are_kept_in_order_and_absent_from_older_weights() -> None:
+    plain = _fusion("cross", KINDS)
+    assert "slots" not in plain.state_dict()  # runs saved before model.fusion.queries load unchanged
+    fusion = _fusion("cross", KINDS, queries=3)
+    assert fusion.slots.shape == (1, 3, DIM)  # one set per text column
+    outputs, presence = _outputs(KINDS), _presence(KINDS)
+    fused = _check(fusion, outputs, presence)
+    assert fusion.slots.grad is not None and fusion.slots.grad.abs().sum() > 0
+    with torch.no_grad():  # each query's output has its own place: swapping two queries changes the result
+        fusion.slots[:, [0, 1]] = fusion.slots[:, [1, 0]].clone()
+    assert not torch.allclose(fused, fusion(outputs, presence), atol=1e-4)
+
+
 # ----------------------------------------------------------------------------------- config path
 CAPTIONS = ["a red circle", "two blue squares", "a big green triangle", "one small star", "a dot"]
 PRICES = ["1.5", "2", "10", "-3", "0.5"]

@@ -24,7 +24,14 @@ from mumo.fusion import FUSIONS, build_fusion
 from mumo.modalities import ENCODERS, Processor
 from mumo.modalities.tabular import CategoricalProcessor, NumericProcessor
 from mumo.modalities.text import TextProcessor
-from mumo.network import MultimodalNetwork, build_network, module_key, resolve_encoders
+from mumo.network import (
+    MANY_INPUTS,
+    MultimodalNetwork,
+    build_network,
+    modality_dropout,
+    module_key,
+    resolve_encoders,
+)
 from mumo.tasks import TASKS
 
 INPUTS = {"caption": "text", "price": "numeric", "brand": "categorical"}
@@ -244,3 +251,20 @@ def test_encoder_registry_unknown_name() -> None:
         f"model.encoders.caption.type: 'text/lstm' is not an encoder; choose one of {', '.join(ENCODERS.names())}"
     )
     assert "text/transformer" in str(info.value)
+
+
+def test_modality_dropout_defaults_to_feature_dropout_on_wide_tables(tmp_path: Path) -> None:
+    """null = 0.2 from MANY_INPUTS inputs on (a table of features), 0 for a few inputs; a value wins."""
+    few = resolve_encoders(ModelConfig(dim=16), INPUTS)
+    assert modality_dropout(few, INPUTS) == 0.0
+    table = {f"p{i}": "numeric" for i in range(MANY_INPUTS)}
+    processors: dict[str, Processor] = {}
+    for column in table:
+        processors[column] = NumericProcessor(column)
+        processors[column].fit(PRICES, tmp_path)
+    model = build_network(resolve_encoders(ModelConfig(dim=16), table), table, processors, OUT_DIM)
+    assert model.modality_dropout == 0.2
+    set_to = resolve_encoders(ModelConfig(dim=16, modality_dropout=0.05), table)
+    assert build_network(set_to, table, processors, OUT_DIM).modality_dropout == 0.05
+    narrower = dict(list(table.items())[: MANY_INPUTS - 1])
+    assert modality_dropout(resolve_encoders(ModelConfig(dim=16), narrower), narrower) == 0.0

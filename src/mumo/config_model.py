@@ -157,6 +157,13 @@ class CrossOptions(Section):
     heads: int = Field(4, ge=1, description="Attention heads per block (must divide model.dim).")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside the blocks.")
     max_tokens: int = Field(64, ge=1, description="Tokens kept per attended column.")
+    queries: int = Field(
+        0,
+        ge=0,
+        description="Learned query tokens before the words (as a Q-Former's): they attend to the words and the "
+        "other columns like the words do, and each one's output is kept in its place rather than pooled, so "
+        "roles such as a relation's subject and object stay apart.",
+    )
 
 
 FusionConfig = Annotated[
@@ -191,8 +198,12 @@ class ModelConfig(Section):
     )
     head: HeadConfig = Field(default_factory=HeadConfig, description="Task head on the fused vector.")
     wide: bool = Field(True, description="Add a linear path from numeric/categorical inputs to the output.")
-    modality_dropout: float = Field(
-        0.0, ge=0, lt=1, description="Chance, per row and input, that training hides the input (absent)."
+    modality_dropout: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Chance, per row and input, that training hides the input (absent); null = 0.2 with 8 or "
+        "more inputs (a table of features, where it regularizes like dropout on features), else 0.",
     )
     align: float | None = Field(
         None,

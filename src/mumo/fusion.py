@@ -289,6 +289,9 @@ class Cross(Fusion):
         self.keys = [c for c in self.columns if c not in self.queries] or self.queries
         self.column_embedding = nn.Parameter(torch.randn(len(self.keys), dim) * 0.02)
         self.null = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.count = options.queries  # learned query tokens per text column (none in runs before them)
+        if self.count:
+            self.slots = nn.Parameter(torch.randn(len(self.queries), self.count, dim) * 0.02)
         self.blocks = nn.ModuleList(
             nn.TransformerDecoder(
                 nn.TransformerDecoderLayer(
@@ -299,7 +302,10 @@ class Cross(Fusion):
             for _ in self.queries
         )
         self.norm = nn.LayerNorm(dim)
-        self.project = projection((2 * len(self.queries) + len(self.columns)) * dim, dim, options.dropout)
+        pooled_per_query = 2 + options.queries  # mean, max and each query token
+        self.project = projection(
+            (pooled_per_query * len(self.queries) + len(self.columns)) * dim, dim, options.dropout
+        )
         self.out_dim = dim
 
     def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> Tensor:
@@ -314,13 +320,18 @@ class Cross(Fusion):
         memory = torch.cat([self.null.expand(size, -1, -1).to(parts[0].dtype), *parts], dim=1)  # (B, 1+ΣT, D)
         visible = torch.cat([present.new_ones(size, 1), *keep], dim=1)  # (B, 1+ΣT)
         pooled = []
-        for block, c in zip(self.blocks, self.queries, strict=True):
+        count = self.count
+        for i, (block, c) in enumerate(zip(self.blocks, self.queries, strict=True)):
             words, mask = outputs[c].tokens, outputs[c].mask  # (B, L, D), (B, L)
+            if count:  # the K query tokens go before the words
+                words = torch.cat([self.slots[i].expand(size, -1, -1).to(words.dtype), words], dim=1)
+                mask = torch.cat([mask.new_ones(size, count), mask], dim=1)  # (B, K+L)
             attended = self.norm(
                 block(words, memory, tgt_key_padding_mask=~mask, memory_key_padding_mask=~visible)
-            )
+            )  # (B, K+L, D)
+            attended, mask, kept = attended[:, count:], mask[:, count:], attended[:, :count]
             peak = attended.masked_fill(~mask.unsqueeze(-1), torch.finfo(attended.dtype).min).amax(dim=1)
-            pooled += [masked_mean(attended, mask), peak]  # (B, D) each
+            pooled += [masked_mean(attended, mask), peak, *kept.unbind(dim=1)]  # (B, D) each
         pooled += [outputs[c].pooled for c in self.columns]
         return self.project(torch.cat(pooled, dim=-1))  # (B, D)
 

@@ -256,8 +256,25 @@ def build_network(
     if model.wide and (numeric or categorical):
         wide = Wide(numeric, categorical, out_dim)
     return MultimodalNetwork(
-        encoders, fusion, head, model.dim, wide, model.modality_dropout, build_alignment(model, inputs)
+        encoders,
+        fusion,
+        head,
+        model.dim,
+        wide,
+        modality_dropout(model, inputs),
+        build_alignment(model, inputs),
     )
+
+
+MANY_INPUTS = 8  # from this many inputs on, no single one is likely to be needed on every row
+
+
+def modality_dropout(model: ModelConfig, inputs: dict[str, str]) -> float:
+    """model.modality_dropout; null = 0.2 with MANY_INPUTS or more inputs, else 0 (with a few inputs
+    each is often needed: hiding the image of an image-caption pair makes its label a guess)."""
+    if model.modality_dropout is not None:
+        return model.modality_dropout
+    return 0.2 if len(inputs) >= MANY_INPUTS else 0.0
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:
