@@ -218,7 +218,7 @@ def test_bilinear_pair() -> None:
 
 
 def test_cross_queries_are_kept_in_order_and_absent_from_older_weights() -> None:
-    plain = _fusion("cross", KINDS)
+    plain = _fusion("cross", KINDS, queries=0)
     assert "slots" not in plain.state_dict()  # runs saved before model.fusion.queries load unchanged
     fusion = _fusion("cross", KINDS, queries=3)
     assert fusion.slots.shape == (1, 3, DIM)  # one set per text column

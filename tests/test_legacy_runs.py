@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import mumo
+from mumo.config_model import CrossOptions
 from mumo.errors import MumoError
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy"
@@ -53,3 +54,17 @@ def test_old_task_section_is_trimmed_only_of_keys_it_always_wrote(tmp_path: Path
     (run / "config.yaml").write_text(text.replace("temperature: 0.07", "temperature: 0.5"))
     with pytest.raises(MumoError, match=r"task.temperature: unknown key; valid keys: type"):
         mumo.load(run)
+
+
+def test_cross_fusion_of_an_older_format_has_no_query_tokens(tmp_path: Path) -> None:
+    """Runs of format 2 wrote cross fusion without `queries`; they had none, whatever the default is now."""
+    from mumo.rundir import load_run_config
+
+    run = tmp_path / "run"
+    (run / "preprocess").mkdir(parents=True)
+    fusion = "{type: cross, layers: 2, heads: 4, dropout: 0.1, max_tokens: 64}"
+    (run / "config.yaml").write_text(f"data: {{train: t.csv, target: y}}\nmodel: {{fusion: {fusion}}}\n")
+    for written, queries in ((2, 0), (3, CrossOptions().queries)):
+        (run / "preprocess" / "schema.json").write_text(json.dumps({"format": written}))
+        config = load_run_config(run)
+        assert isinstance(config.model.fusion, CrossOptions) and config.model.fusion.queries == queries

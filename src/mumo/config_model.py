@@ -158,7 +158,7 @@ class CrossOptions(Section):
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout inside the blocks.")
     max_tokens: int = Field(64, ge=1, description="Tokens kept per attended column.")
     queries: int = Field(
-        0,
+        4,
         ge=0,
         description="Learned query tokens before the words (as a Q-Former's): they attend to the words and the "
         "other columns like the words do, and each one's output is kept in its place rather than pooled, so "

@@ -25,7 +25,7 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
 MANIFEST = "manifest.json"
 SPLIT = "split.json"  # the train-manifest rows held out as validation data, when they were split off
-FORMAT = 2  # run folder format: 1 = mumo 0.1 (no manifest), 2 = with manifest.json
+FORMAT = 3  # run folder format: 1 = mumo 0.1 (no manifest), 2 = with manifest.json, 3 = cross fusion queries
 MODEL_FILES = (CONFIG, WEIGHTS, "preprocess/")  # what loading a run reads (a trailing / = a folder)
 
 # Keys every task section held in runs written before tasks had their own options (mumo 0.1.0), with
@@ -98,12 +98,16 @@ def load_run_config(run_dir: Path) -> Config:
     trimmed to the keys of its task (the others hold the values such runs always wrote)."""
     path = run_dir / CONFIG
     raw = load_raw(path)
-    if _format(run_dir) < 2:  # mumo 0.1: CNN tokens had no position embeddings, no alignment loss
-        if isinstance(raw.get("model"), dict):
-            raw["model"].setdefault("align", 0.0)
-        for encoder in ((raw.get("model") or {}).get("encoders") or {}).values():
+    written = _format(run_dir)
+    model: dict[str, Any] = raw["model"] if isinstance(raw.get("model"), dict) else {}
+    if written < 2:  # mumo 0.1: CNN tokens had no position embeddings, no alignment loss
+        model.setdefault("align", 0.0)
+        for encoder in (model.get("encoders") or {}).values():
             if isinstance(encoder, dict) and encoder.get("type") == "cnn":
                 encoder.setdefault("positions", False)
+    fusion = model.get("fusion")
+    if written < 3 and isinstance(fusion, dict) and fusion.get("type") == "cross":
+        fusion.setdefault("queries", 0)  # cross fusion had no query tokens
     train = raw.get("train")
     if isinstance(train, dict) and "max_minutes" in train:  # 0.1: train.max_minutes, now train.time_limit
         minutes = train.pop("max_minutes")
