@@ -3,9 +3,9 @@ itself. Each options class is a tagged union member (its `type`), so errors name
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mumo.config_errors import Section, tagged
 
@@ -30,9 +30,18 @@ class CNNOptions(Section):
         [32, 64, 128], min_length=1, description="Channels per stage (each halves H, W)."
     )
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the pooled features.")
-    positions: bool = Field(
-        True, description="Add learned positions to the tokens (2-D for images, time for audio)."
+    positions: Literal["coords", "learned", "none"] = Field(
+        "coords",
+        description="Where each token is, added to it: images: coords = the cell's x, y and their sines and "
+        "cosines through a learned map (the geometry that 'left of' and 'above' are made of, known from the "
+        "start), learned = learned row and column embeddings; audio: learned time embeddings unless none. "
+        "true/false (older runs) mean learned/none.",
     )
+
+    @field_validator("positions", mode="before")
+    @classmethod
+    def _older_switch(cls, value: Any) -> Any:
+        return {True: "learned", False: "none"}.get(value, value) if isinstance(value, bool) else value
 
 
 class MLPOptions(Section):

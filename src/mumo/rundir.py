@@ -104,7 +104,7 @@ def load_run_config(run_dir: Path) -> Config:
         model.setdefault("align", 0.0)
         for encoder in (model.get("encoders") or {}).values():
             if isinstance(encoder, dict) and encoder.get("type") == "cnn":
-                encoder.setdefault("positions", False)
+                encoder.setdefault("positions", "none")
     fusion = model.get("fusion")
     if written < 3 and isinstance(fusion, dict) and fusion.get("type") == "cross":
         fusion.setdefault("queries", 0)  # cross fusion had no query tokens

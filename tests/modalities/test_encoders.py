@@ -14,7 +14,7 @@ from PIL import Image
 from pydantic import BaseModel
 from torch import Tensor
 
-import mumo.config
+import mumo.config_model
 from hf_tiny import MAKERS
 from mumo.config import TextOptions
 from mumo.config_model import HFOptions, TransformerOptions
@@ -32,8 +32,8 @@ SENTENCES = [
 
 
 def default_options(type_name: str) -> BaseModel:
-    """The encoder config class from mumo.config whose `type` defaults to this type name."""
-    for value in vars(mumo.config).values():
+    """The encoder config class from mumo.config_model whose `type` defaults to this type name."""
+    for value in vars(mumo.config_model).values():
         if (
             isinstance(value, type)
             and issubclass(value, BaseModel)
@@ -41,7 +41,7 @@ def default_options(type_name: str) -> BaseModel:
             and value.model_fields["type"].default == type_name
         ):
             return value()
-    raise AssertionError(f"no config class in mumo.config has type {type_name!r}")
+    raise AssertionError(f"no config class in mumo.config_model has type {type_name!r}")
 
 
 def make_cells(kind: str, folder: Path) -> list[Any]:
@@ -154,3 +154,30 @@ def test_text_transformer_ignores_extra_padding(tmp_path: Path) -> None:
     assert torch.allclose(short.pooled, long.pooled, atol=1e-5)
     assert torch.equal(long.mask[:, :length], short.mask)
     assert not long.mask[:, length:].any()
+
+
+def test_image_coordinates_follow_the_cnn_token_order() -> None:
+    """Token i of an h x w feature map is row i // w, column i % w; its first two coordinate features
+    are that cell's x and y in [-1, 1], and the sines and cosines come after them."""
+    from mumo.modalities.image import Coordinates2D
+
+    places = Coordinates2D(DIM, bands=2)
+    with torch.no_grad():  # read x and y straight through the projection
+        places.project.weight.zero_()
+        places.project.bias.zero_()
+        places.project.weight[0, 0] = places.project.weight[1, 1] = 1.0
+    out = places(3, 4)  # 3 rows, 4 columns
+    assert out.shape == (12, DIM)
+    expected = [[-1 + 2 * (i % 4) / 3, -1 + 2 * (i // 4) / 2] for i in range(12)]
+    assert torch.allclose(out[:, :2], torch.tensor(expected))
+    assert places.project.in_features == 2 + 4 * 2
+
+
+def test_cnn_positions_switch_of_older_runs_still_reads() -> None:
+    from mumo.config_model import CNNOptions
+
+    assert CNNOptions().positions == "coords"
+    assert (CNNOptions(positions=True).positions, CNNOptions(positions=False).positions) == (
+        "learned",
+        "none",
+    )

@@ -238,7 +238,9 @@ class AudioCNN(nn.Module):
         self.stages = len(options.channels)
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(options.dropout)
-        self.positions = nn.Parameter(torch.randn(512, dim) * 0.02) if options.positions else None  # time
+        self.positions = (
+            nn.Parameter(torch.randn(512, dim) * 0.02) if options.positions != "none" else None
+        )  # time
 
     def forward(self, inputs: dict[str, Tensor]) -> EncoderOutput:
         features = self.net(inputs["mel"]).mean(2).transpose(1, 2)  # (B, D, m, t) → (B, t, D)

@@ -220,8 +220,9 @@ class ImageCNN(nn.Module):
         self.token_norm = nn.LayerNorm(dim)
         self.pool_norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(options.dropout)
-        # Where each cell is (row and column embeddings): what "left of" and "above" are made of.
-        self.positions = Positions2D(dim) if options.positions else None
+        # Where each cell is: what "left of" and "above" are made of.
+        places = {"coords": Coordinates2D, "learned": Positions2D}
+        self.positions = places[options.positions](dim) if options.positions in places else None
 
     def forward(self, inputs: dict[str, Tensor]) -> EncoderOutput:
         grid = self.net(inputs["pixels"])  # (B, D, h, w)
@@ -244,6 +245,26 @@ class Positions2D(nn.Module):
     def forward(self, height: int, width: int) -> Tensor:
         height, width = min(height, len(self.rows)), min(width, len(self.cols))
         return (self.rows[:height, None] + self.cols[None, :width]).reshape(height * width, -1)
+
+
+class Coordinates2D(nn.Module):
+    """Each cell of an h x w grid as numbers: x and y in [-1, 1] and their sines and cosines at `bands`
+    octaves (Fourier features, as NeRF and Perceiver use), through a learned linear map: (h*w, D). Unlike
+    learned embeddings, the geometry is there from the first step, at any grid size."""
+
+    def __init__(self, dim: int, bands: int = 8) -> None:
+        super().__init__()
+        self.frequencies: Tensor
+        self.register_buffer("frequencies", 2.0 ** torch.arange(bands) * math.pi / 2, persistent=False)
+        self.project = nn.Linear(2 + 4 * bands, dim)
+
+    def forward(self, height: int, width: int) -> Tensor:
+        weight = self.project.weight
+        ys = torch.linspace(-1, 1, height, device=weight.device, dtype=weight.dtype)
+        xs = torch.linspace(-1, 1, width, device=weight.device, dtype=weight.dtype)
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 2)  # (h*w, 2): x, y
+        angles = (grid.unsqueeze(-1) * self.frequencies.to(weight.dtype)).flatten(1)  # (h*w, 2*bands)
+        return self.project(torch.cat([grid, angles.sin(), angles.cos()], dim=1))  # (h*w, D)
 
 
 def output_side(side: int, stages: int) -> int:
