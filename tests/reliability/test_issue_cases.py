@@ -152,7 +152,16 @@ def test_two_trainings_into_one_folder_at_once(table_dir: Path, tmp_path: Path) 
         assert "seed: 0" in (tmp_path / ".run.partial" / "config.yaml").read_text()  # the first's, untouched
     finally:
         first.send_signal(signal.SIGINT)  # interrupted: its checkpoint waits for --resume
-        first.wait(timeout=240)  # a loaded machine (a clean-clone run beside two trainings) took over 60 s
+        try:
+            first.wait(
+                timeout=240
+            )  # a loaded machine (a clean-clone run beside two trainings) took over 60 s
+        except subprocess.TimeoutExpired:
+            first.kill()
+            _, stderr = first.communicate()
+            raise AssertionError(
+                f"the first training ignored SIGINT for 240 s; its stderr ends: {stderr[-2000:]}"
+            ) from None
         if first.stderr:
             first.stderr.close()
     assert not out.exists() and not lock.exists()
