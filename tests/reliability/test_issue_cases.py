@@ -134,7 +134,7 @@ def test_two_trainings_into_one_folder_at_once(table_dir: Path, tmp_path: Path) 
 
     out = tmp_path / "run"
     args = [sys.executable, "-m", "mumo.cli", *train_args(table_dir, out, "--set", "train.patience=1000")]
-    args[args.index("train.epochs=1")] = "train.epochs=1000"  # still training when the second comes
+    args[args.index("train.epochs=1")] = "train.epochs=100000"  # training when SIGINT comes
     first = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         lock = tmp_path / ".run.lock"
