@@ -133,7 +133,7 @@ def test_two_trainings_into_one_folder_at_once(table_dir: Path, tmp_path: Path) 
     import signal
 
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "mumo.cli", *train_args(table_dir, out, "--set", "train.patience=1000")]
+    args = [sys.executable, "-m", "mumo.cli", *train_args(table_dir, out, "--set", "train.patience=100000")]
     args[args.index("train.epochs=1")] = "train.epochs=100000"  # training when SIGINT comes
     first = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
