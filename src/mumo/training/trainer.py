@@ -7,7 +7,9 @@ import csv
 import io
 import logging
 import math
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -154,7 +156,12 @@ def fit(
         trainer, checkpoint = build_trainer(
             run_dir, options, monitor, mode, steps_per_epoch, manual, budget, callbacks or []
         )
-        trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=str(last) if resume else None)
+        handler = signal.getsignal(signal.SIGINT)
+        try:
+            trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=str(last) if resume else None)
+        finally:  # Lightning ignores SIGINT after an interrupt; the process (and its children) keep Ctrl-C
+            if handler is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, handler)
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
     if trainer.global_rank == 0:
         network.load_state_dict(load_weights(best))
