@@ -71,13 +71,16 @@ def _presence(kinds: dict[str, str]) -> dict[str, Tensor]:
 
 
 def _check(fusion: Fusion, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> Tensor:
-    """Forward + backward: right shape, finite output, finite grads on parameters and inputs."""
-    fused = fusion(outputs, presence)
+    """Forward + backward: right shapes, finite pooled vector and tokens, finite grads on parameters and
+    inputs. Returns the pooled vector."""
+    fused, tokens, mask = fusion(outputs, presence)
     assert fused.shape == (BATCH, fusion.out_dim)
+    assert tokens.shape[0] == BATCH and tokens.shape[2] == DIM and tokens.shape[1] >= 1
+    assert mask.shape == tokens.shape[:2] and mask.dtype == torch.bool
     if fusion.produces_logits:
         assert fusion.out_dim == OUT_DIM
-    assert torch.isfinite(fused).all()
-    fused.pow(2).sum().backward()
+    assert torch.isfinite(fused).all() and torch.isfinite(tokens).all()
+    (fused.pow(2).sum() + tokens[mask].pow(2).sum()).backward()
     for name, parameter in fusion.named_parameters():
         assert parameter.grad is None or torch.isfinite(parameter.grad).all(), name
     for out in outputs.values():
@@ -109,15 +112,18 @@ def test_column_absent_for_the_whole_batch(name: str, column: str) -> None:
     presence = _presence(KINDS)
     presence[column][:] = False
     everyone = torch.ones(BATCH, dtype=torch.bool)
-    fused = {}
+    fused, seen = {}, {}
     for fill in (0.5, -3.0):
         outputs = _outputs(KINDS)
         _absent(outputs, column, everyone, fill)
         _check(fusion.train(), outputs, presence)
         with torch.no_grad():
-            fused[fill] = fusion.eval()(outputs, presence)
+            fused[fill], tokens, mask = fusion.eval()(outputs, presence)
+            seen[fill] = tokens[mask]  # what a decoder attends to
     if name not in USES_ABSENT_EMBEDDING:  # the absent column is masked out: its values do not matter
         assert torch.allclose(fused[0.5], fused[-3.0], atol=1e-6)
+    if name != "cross":  # cross's words attend to the absent embedding; the others hide the column's tokens
+        assert torch.allclose(seen[0.5], seen[-3.0], atol=1e-6)
 
 
 @pytest.mark.parametrize("name", FUSIONS.names())
@@ -168,7 +174,7 @@ def test_lrtf_product_neither_vanishes_nor_explodes() -> None:
     seen: list[Tensor] = []
     fusion.norm.register_forward_hook(lambda module, args, out: seen.append(args[0]))
     outputs = _outputs(KINDS)
-    fused = fusion(outputs, _presence(KINDS))
+    fused = fusion(outputs, _presence(KINDS)).pooled
     (fused * torch.randn(fused.shape, generator=torch.Generator().manual_seed(2))).sum().backward()
     spread = seen[0].std(dim=-1)  # (B,) how much the pre-norm features vary
     assert ((spread > 0.05) & (spread < 20)).all(), spread
@@ -199,12 +205,12 @@ def test_film_absent_condition_is_the_identity() -> None:
     with torch.no_grad():
         nn.init.normal_(fusion.film.weight)  # a real modulation
     outputs, presence = _outputs(_kinds(2)), _presence(_kinds(2))
-    modulated = fusion(outputs, presence)
+    modulated = fusion(outputs, presence).pooled
     presence["caption"][:] = False
-    plain = fusion(outputs, presence)
+    plain = fusion(outputs, presence).pooled
     with torch.no_grad():
         fusion.film.weight.zero_()
-    assert torch.allclose(plain, fusion(outputs, presence), atol=1e-6)
+    assert torch.allclose(plain, fusion(outputs, presence).pooled, atol=1e-6)
     assert not torch.allclose(plain, modulated, atol=1e-3)
 
 
@@ -227,7 +233,7 @@ def test_cross_queries_are_kept_in_order_and_absent_from_older_weights() -> None
     assert fusion.slots.grad is not None and fusion.slots.grad.abs().sum() > 0
     with torch.no_grad():  # each query's output has its own place: swapping two queries changes the result
         fusion.slots[:, [0, 1]] = fusion.slots[:, [1, 0]].clone()
-    assert not torch.allclose(fused, fusion(outputs, presence), atol=1e-4)
+    assert not torch.allclose(fused, fusion(outputs, presence).pooled, atol=1e-4)
 
 
 # ----------------------------------------------------------------------------------- config path

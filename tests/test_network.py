@@ -90,7 +90,7 @@ def test_forward_shape(processors: dict[str, Processor]) -> None:
     assert logits.shape == (5, OUT_DIM)
     assert torch.isfinite(logits).all()
     presence = model.presence(batch)
-    assert model.fusion(model.encode(batch, presence), presence).shape == (5, 16)
+    assert model.fusion(model.encode(batch, presence), presence).pooled.shape == (5, 16)
     assert set(model.encoders) == set(INPUTS)
     assert set(model.absent) == set(INPUTS)
 

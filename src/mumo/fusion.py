@@ -1,9 +1,13 @@
-"""Fusion modules: encoder outputs of any number of inputs (+ presence masks) → one fused vector.
+"""Fusion modules: encoder outputs of any number of inputs (+ presence masks) → a fused vector and tokens.
 
 Every fusion is built as `cls(options, kinds, dim, out_dim)`: `kinds` maps each input column (in model
 order) to its kind, `dim` is every encoder's width and `out_dim` the task's output size. Absent inputs
 arrive already replaced by their learned 'absent' embedding (see model.py) with a presence mask, and
 each fusion also masks them itself, so a row missing any (or all but one) of its inputs stays finite.
+
+Every fusion returns FusionOutput(pooled, tokens, mask): the vector a task head reads, and the token
+sequence a decoder attends to. Fusions that mix tokens (attention with tokens, cross, FiLM) hand back the
+mixed tokens; the others hand back every input's own tokens, side by side, absent inputs masked.
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ from mumo.config_model import (
     LowRankOptions,
 )
 from mumo.errors import ConfigError
-from mumo.outputs import EncoderOutput, masked_mean
+from mumo.outputs import EncoderOutput, FusionOutput, masked_mean
 from mumo.registry import Registry
 
 
 class Fusion(nn.Module):
-    """Base: `forward(outputs, presence)` returns (B, out_dim); `produces_logits` = it IS the task output."""
+    """Base: `forward(outputs, presence)` returns FusionOutput with pooled (B, out_dim); `produces_logits` =
+    its pooled vector IS the task output."""
 
     produces_logits: bool = False
     out_dim: int
@@ -43,6 +48,27 @@ class Fusion(nn.Module):
         """(B, C) bool; a row with no input at all counts every column (its absent embeddings) as present."""
         present = torch.stack([presence[c] for c in self.columns], dim=1)  # (B, C)
         return present | ~present.any(dim=1, keepdim=True)
+
+    def joined(
+        self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor], columns: list[str] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Every column's tokens side by side, (B, ΣT, D), with their mask (B, ΣT): a token is visible
+        where it is real and its column present."""
+        present = self.present(presence)
+        index = {c: i for i, c in enumerate(self.columns)}
+        chosen = self.columns if columns is None else columns
+        if not chosen:
+            some = outputs[self.columns[0]].tokens
+            return some.new_zeros(some.shape[0], 0, some.shape[2]), present.new_zeros(some.shape[0], 0)
+        tokens = torch.cat([outputs[c].tokens for c in chosen], dim=1)
+        mask = torch.cat([outputs[c].mask & present[:, index[c] : index[c] + 1] for c in chosen], dim=1)
+        return tokens, mask
+
+    def with_tokens(
+        self, pooled: Tensor, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]
+    ) -> FusionOutput:
+        """`pooled` with every column's own tokens."""
+        return FusionOutput(pooled, *self.joined(outputs, presence))
 
 
 FUSIONS: Registry[type[Fusion]] = Registry("a fusion")
@@ -78,9 +104,9 @@ class Concat(Fusion):
         self.project = projection(len(kinds) * dim, dim, options.dropout)
         self.out_dim = dim
 
-    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> Tensor:
+    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> FusionOutput:
         pooled = torch.cat([outputs[c].pooled for c in self.columns], dim=-1)  # (B, C*D)
-        return self.project(pooled)  # (B, D)
+        return self.with_tokens(self.project(pooled), outputs, presence)  # (B, D)
 
 
 @FUSIONS.register("gated")
@@ -97,14 +123,15 @@ class Gated(Fusion):
         self.norm = nn.LayerNorm(dim)
         self.out_dim = dim
 
-    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> Tensor:
+    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> FusionOutput:
         pooled = [outputs[c].pooled for c in self.columns]
         scores = (
             torch.cat([g(p) for g, p in zip(self.gate, pooled, strict=True)], dim=1) + self.bias
         )  # (B, C)
         weights = masked_softmax(scores, self.present(presence))  # (B, C)
         projected = torch.stack([f(p) for f, p in zip(self.project, pooled, strict=True)], dim=1)  # (B, C, D)
-        return self.norm((weights.unsqueeze(-1) * self.dropout(projected)).sum(dim=1))  # (B, D)
+        fused = self.norm((weights.unsqueeze(-1) * self.dropout(projected)).sum(dim=1))  # (B, D)
+        return self.with_tokens(fused, outputs, presence)
 
 
 @FUSIONS.register("attention")
@@ -126,7 +153,7 @@ class Attention(Fusion):
         self.norm = nn.LayerNorm(dim)
         self.out_dim = dim
 
-    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> Tensor:
+    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> FusionOutput:
         present = self.present(presence)  # (B, C)
         if self.tokens:
             parts, keep = [], []
@@ -141,7 +168,8 @@ class Attention(Fusion):
         size = tokens.shape[0]
         sequence = torch.cat([self.fusion_token.expand(size, -1, -1).to(tokens.dtype), tokens], dim=1)
         padding = torch.cat([visible.new_zeros(size, 1), ~visible], dim=1)  # (B, 1+N): True = hidden
-        return self.norm(self.encoder(sequence, src_key_padding_mask=padding)[:, 0])  # (B, D)
+        hidden = self.norm(self.encoder(sequence, src_key_padding_mask=padding))  # (B, 1+N, D)
+        return FusionOutput(hidden[:, 0], hidden, ~padding)
 
 
 @FUSIONS.register("late")
@@ -165,12 +193,12 @@ class Late(Fusion):
         self.weight = nn.Parameter(torch.zeros(len(kinds)))  # equal weights to start
         self.out_dim = out_dim
 
-    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> Tensor:
+    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> FusionOutput:
         logits = torch.stack(
             [head(outputs[c].pooled) for head, c in zip(self.heads, self.columns, strict=True)], dim=1
         )  # (B, C, out)
         weights = masked_softmax(self.weight.expand(logits.shape[0], -1), self.present(presence))  # (B, C)
-        return (weights.unsqueeze(-1) * logits).sum(dim=1)  # (B, out)
+        return self.with_tokens((weights.unsqueeze(-1) * logits).sum(dim=1), outputs, presence)  # (B, out)
 
 
 @FUSIONS.register("lrtf")
@@ -192,7 +220,7 @@ class LowRank(Fusion):
         self.norm = nn.LayerNorm(dim)
         self.out_dim = dim
 
-    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> Tensor:
+    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> FusionOutput:
         present = torch.stack([presence[c] for c in self.columns], dim=1)  # (B, C)
         product: Tensor | None = None
         for i, c in enumerate(self.columns):
@@ -201,7 +229,8 @@ class LowRank(Fusion):
             factor = torch.einsum("bi,rio->bro", z, self.factors[i])  # (B, R, D)
             product = factor if product is None else product * factor
         assert product is not None
-        return self.norm(torch.einsum("r,brd->bd", self.rank_weight, product) + self.bias)  # (B, D)
+        fused = self.norm(torch.einsum("r,brd->bd", self.rank_weight, product) + self.bias)  # (B, D)
+        return self.with_tokens(fused, outputs, presence)
 
 
 @FUSIONS.register("film")
@@ -225,7 +254,7 @@ class FiLM(Fusion):
         self.project = projection((2 + len(self.others)) * dim, dim, options.dropout)
         self.out_dim = dim
 
-    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> Tensor:
+    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> FusionOutput:
         target, condition = outputs[self.target], outputs[self.condition].pooled
         on = presence[self.condition].unsqueeze(1).to(condition.dtype)  # (B, 1)
         gamma, beta = (self.film(condition) * on).unsqueeze(1).chunk(2, dim=-1)  # (B, 1, D) each
@@ -234,7 +263,12 @@ class FiLM(Fusion):
         peak = hidden.masked_fill(~mask.unsqueeze(-1), torch.finfo(hidden.dtype).min).amax(dim=1)  # (B, D)
         peak = torch.where(mask.any(dim=1, keepdim=True), peak, torch.zeros_like(peak))
         pooled = [masked_mean(hidden, mask), peak] + [outputs[c].pooled for c in self.others]
-        return self.project(torch.cat(pooled, dim=-1))  # (B, D)
+        fused = self.project(torch.cat(pooled, dim=-1))  # (B, D)
+        tokens, visible = self.joined(outputs, presence, self.others)  # the modulated tokens, then the rest
+        visible = torch.cat(
+            [mask & self.present(presence)[:, self.columns.index(self.target), None], visible], 1
+        )
+        return FusionOutput(fused, torch.cat([hidden, tokens], dim=1), visible)
 
 
 @FUSIONS.register("bilinear")
@@ -260,15 +294,16 @@ class Bilinear(Fusion):
         self.project = projection((1 + len(self.others)) * dim, dim, options.dropout)
         self.out_dim = dim
 
-    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> Tensor:
+    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> FusionOutput:
         others = [outputs[c].pooled for c in self.others]
         if len(self.pair) < 2:
-            return self.project(torch.cat([outputs[c].pooled for c in self.pair] + others, dim=-1))
+            fused = self.project(torch.cat([outputs[c].pooled for c in self.pair] + others, dim=-1))
+            return self.with_tokens(fused, outputs, presence)
         a, b = (outputs[c].pooled for c in self.pair)  # (B, D) each
         joint = self.output(self.dropout(torch.tanh(self.left(a)) * torch.tanh(self.right(b))))  # (B, D)
         both = (presence[self.pair[0]] & presence[self.pair[1]]).unsqueeze(1)  # (B, 1)
         joint = torch.where(both, joint, self.missing.to(joint.dtype).expand_as(joint))
-        return self.project(torch.cat([joint, *others], dim=-1))  # (B, D)
+        return self.with_tokens(self.project(torch.cat([joint, *others], dim=-1)), outputs, presence)
 
 
 @FUSIONS.register("cross")
@@ -308,7 +343,7 @@ class Cross(Fusion):
         )
         self.out_dim = dim
 
-    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> Tensor:
+    def forward(self, outputs: dict[str, EncoderOutput], presence: dict[str, Tensor]) -> FusionOutput:
         present = self.present(presence)  # (B, C)
         index = {c: i for i, c in enumerate(self.columns)}
         parts, keep = [], []
@@ -319,7 +354,7 @@ class Cross(Fusion):
         size = present.shape[0]
         memory = torch.cat([self.null.expand(size, -1, -1).to(parts[0].dtype), *parts], dim=1)  # (B, 1+ΣT, D)
         visible = torch.cat([present.new_ones(size, 1), *keep], dim=1)  # (B, 1+ΣT)
-        pooled = []
+        pooled, tokens, masks = [], [], []
         count = self.count
         for i, (block, c) in enumerate(zip(self.blocks, self.queries, strict=True)):
             words, mask = outputs[c].tokens, outputs[c].mask  # (B, L, D), (B, L)
@@ -329,11 +364,17 @@ class Cross(Fusion):
             attended = self.norm(
                 block(words, memory, tgt_key_padding_mask=~mask, memory_key_padding_mask=~visible)
             )  # (B, K+L, D)
+            tokens.append(attended)
+            masks.append(mask & present[:, index[c] : index[c] + 1])
             attended, mask, kept = attended[:, count:], mask[:, count:], attended[:, :count]
             peak = attended.masked_fill(~mask.unsqueeze(-1), torch.finfo(attended.dtype).min).amax(dim=1)
             pooled += [masked_mean(attended, mask), peak, *kept.unbind(dim=1)]  # (B, D) each
         pooled += [outputs[c].pooled for c in self.columns]
-        return self.project(torch.cat(pooled, dim=-1))  # (B, D)
+        fused = self.project(torch.cat(pooled, dim=-1))  # (B, D)
+        # The decoder's view: each text column's queries and attended words, then what they attended to.
+        tokens.append(memory[:, 1:])
+        masks.append(visible[:, 1:])
+        return FusionOutput(fused, torch.cat(tokens, dim=1), torch.cat(masks, dim=1))
 
 
 def default_fusion(kinds: dict[str, str]) -> CrossOptions | ConcatOptions:

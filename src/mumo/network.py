@@ -95,7 +95,7 @@ class MultimodalNetwork(nn.Module):
         encoded = self.encode(batch, presence)
         if self.align is not None and self.training:
             self._auxiliary = self.align(encoded, presence)
-        out = self.head(self.fusion(encoded, presence))  # (B, out)
+        out = self.head(self.fusion(encoded, presence).pooled)  # (B, out)
         return out if self.wide is None else out + self.wide(batch, presence)
 
     def auxiliary_loss(self) -> Tensor | None:

@@ -93,7 +93,7 @@ class MatchingNetwork(ContrastiveNetwork):
         ones = torch.ones(len(left_index), dtype=torch.bool, device=left_index.device)
         emb = self.embeddings(pairs)
         cosine = (emb[left] * emb[right]).sum(-1)
-        fused = self.itm(self.fusion(pairs, {c: ones for c in self.pair})).squeeze(-1)
+        fused = self.itm(self.fusion(pairs, {c: ones for c in self.pair}).pooled).squeeze(-1)
         return fused + self.cosine_weight * cosine + self.cosine_bias
 
     def negatives(self, similarity: Tensor, mined: bool) -> Tensor:
