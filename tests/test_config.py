@@ -184,7 +184,7 @@ def test_task_options_exist_only_where_they_mean_something() -> None:
         "task.label_smoothng: unknown key (did you mean 'label_smoothing'?); valid keys: type, label_smoothing"
     )
     assert _error({**_minimal(), "task": {"type": "clasification"}}).startswith(
-        "task.type: 'clasification' is not a task; choose one of classification, contrastive, matching"
+        "task.type: 'clasification' is not a task; choose one of classification, contrastive, generation, matching"
     )
 
 

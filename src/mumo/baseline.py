@@ -58,6 +58,38 @@ class LinearBaseline:
         return torch.as_tensor(out)
 
 
+class NearestBaseline:
+    """For a text target: each row gets the target of its nearest train row (cosine similarity of the raw
+    features), the retrieval baseline of captioning. Outputs are laid out as the generation task's: the
+    neighbour's first `width` pieces, then two zero counts (no teacher-forced token accuracy)."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.features: Any = None
+        self.targets: Tensor | None = None
+
+    def fit(self, features: Any, targets: Tensor) -> None:
+        from sklearn.preprocessing import normalize
+
+        self.features, self.targets = normalize(features), targets
+
+    def outputs(self, features: Any) -> Tensor:
+        from sklearn.preprocessing import normalize
+
+        assert self.targets is not None
+        query = normalize(features)
+        nearest = np.concatenate(
+            [
+                np.asarray((query[start : start + CHUNK] @ self.features.T).todense()).argmax(1).ravel()
+                for start in range(0, query.shape[0], CHUNK)
+            ]
+        )
+        ids = torch.zeros(len(nearest), self.width + 2, dtype=torch.long)
+        chosen = self.targets[torch.as_tensor(nearest, dtype=torch.long)][:, : self.width]
+        ids[:, : chosen.shape[1]] = chosen
+        return ids
+
+
 class Features:
     """Per-column raw features, scaled on train: dense blocks standardized, sparse counts as TF-IDF."""
 

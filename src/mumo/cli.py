@@ -192,6 +192,13 @@ def _predict_setup(p: argparse.ArgumentParser) -> None:
         "--out", help="write predictions here (.csv, .jsonl or .parquet); default: print JSON lines"
     )
     p.add_argument("--on-error", choices=["fail", "skip", "absent"], default="fail")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="task.KEY=VALUE",
+        help="change a task option for this prediction, e.g. --set task.num_beams=4 (generation)",
+    )
     zero = p.add_argument_group("zero-shot (a contrastive run with a text column)")
     zero.add_argument("--zero-shot", action="store_true", help="score each item against --labels")
     zero.add_argument("--labels", help="comma-separated class names, e.g. 'red circle,blue square'")
@@ -205,6 +212,10 @@ def _predict(args: argparse.Namespace) -> int:
 
     out = _output_file(args.out, TABLE_SUFFIXES) if args.out else None  # checked before any work
     model = mumo.load(args.run_dir)
+    if args.set:
+        from mumo.config import parse_overrides
+
+        model = model.with_task_options(parse_overrides(args.set))
     if args.zero_shot or args.labels:
         return _zero_shot(model, args)
     if args.input:

@@ -194,6 +194,23 @@ class HeadConfig(Section):
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the head.")
 
 
+class LMDecoderOptions(Section):
+    type: Literal["lm"] = "lm"
+    layers: int = Field(2, ge=1, description="Transformer layers of the language model trained from scratch.")
+    heads: int = Field(4, ge=1, description="Attention heads (must divide the decoder width).")
+    dim: int | None = Field(None, ge=8, description="Width of the language model; null = model.dim.")
+    ff_mult: int = Field(4, ge=1, description="Feed-forward width as a multiple of the decoder width.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Attention dropout inside the language model.")
+    projector: Literal["linear", "mlp"] = Field(
+        "mlp", description="Map from fused tokens to the decoder's prefix: linear, or 2 layers with GELU."
+    )
+    vocab_size: int = Field(4000, ge=16, description="Word pieces learned from the train targets.")
+    max_length: int = Field(128, ge=1, description="Pieces kept per target (the rest is cut).")
+
+
+DecoderConfig = LMDecoderOptions  # a union (with ctc) once there are two
+
+
 class ModelConfig(Section):
     dim: int = Field(128, ge=8, description="Width of every encoder's output and of the fused vector.")
     encoders: dict[str, EncoderConfig] = Field(
@@ -220,6 +237,11 @@ class ModelConfig(Section):
         description="Weight of an auxiliary loss while training (classification, multilabel, regression) that "
         "pulls each row's text, image and audio inputs together and apart from other rows' (contrastive, as ALBEF aligns before fusing); "
         "null = 1 when inputs of two of those kinds meet, else 0.",
+    )
+    decoder: DecoderConfig | None = Field(
+        None,
+        description="The text decoder of task: generation (a causal language model whose prefix is the fused "
+        "tokens); null = lm.",
     )
     init_from: str | None = Field(
         None, description="A run whose encoders (and their processors) start this model, matched by column."

@@ -109,7 +109,7 @@ def train(
         schema.task = task_class.name
         config = _resolved(config, schema, options)  # checks encoders against column kinds before decoding
         processors = make_processors(schema, data, config.model.encoders)
-        target = task_class.make_target(schema.targets)
+        target = task_class.make_target(schema.targets, config.model)
     inherited: list[str] = []  # columns whose processor (and encoder) come from model.init_from
     if config.model.init_from and not resume:
         inherited = inherit_processors(processors, schema, Path(config.model.init_from))

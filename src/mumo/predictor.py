@@ -86,6 +86,26 @@ class Predictor:
     def inputs(self) -> dict[str, str]:
         return self.schema.inputs
 
+    def with_task_options(self, overrides: dict[str, Any]) -> Predictor:
+        """The same model with some task options changed for prediction (e.g. a generation run's
+        num_beams, do_sample, temperature, num_return_sequences, seed); `overrides` maps option names
+        (with or without the `task.` prefix) to values. The network is shared, not copied."""
+        from dataclasses import replace
+
+        from mumo.tasks import task_options
+
+        raw = self.config.task.model_dump(mode="json")
+        for key, value in overrides.items():
+            name = key.removeprefix("task.")
+            if name == "type" or name not in raw:
+                known = ", ".join(sorted(k for k in raw if k != "type")) or "none"
+                raise MumoError(f"--set {key}: not an option of task {self.task.name} (its options: {known})")
+            raw[name] = value
+        options = task_options(raw)
+        task = type(self.task)(options, self.schema.inputs, self.target)
+        config = self.config.model_copy(update={"task": options})
+        return replace(self, config=config, task=task)
+
     # ------------------------------------------------------------------------------------- rows in
     def table(
         self, rows: list[dict[str, Any]] | pd.DataFrame | str | Path, base_dir: str | Path | None = None

@@ -158,6 +158,9 @@ def test_infer_target_task() -> None:
     assert infer_target_task([0.5, 1.25, 3.0]) == "regression"  # real values
     assert infer_target_task([str(i) for i in range(50)]) == "regression"  # many integers
     assert infer_target_task([None, "1.5", "2"]) == "regression"
+    assert infer_target_task(["a red circle on the left", "a big blue square"] * 5) == "generation"
+    assert infer_target_task([f"item {i}" for i in range(150)]) == "generation"  # mostly distinct
+    assert infer_target_task([f"class {i % 120}" for i in range(1200)]) == "classification"
 
 
 # --------------------------------------------------------------------------------------- errors

@@ -61,13 +61,19 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], set[str], str]] = {
         {"prediction", "match_probability"},
         "Example queries",
     ),
+    "generation": (
+        {"target": "caption", "ignore": ["label", "y", "z", "m1", "m2"]},
+        {"type": "generation"},
+        {"generated"},
+        "Generated text",
+    ),
 }
 NUMERIC = {"prob_blue", "prob_green", "prob_red", "prob_m1", "prob_m2", "prediction_y", "prediction_z"}
 NUMERIC |= {"similarity", "match_probability"}
 
 
 def test_importing_mumo_registers_exactly_the_builtin_tasks() -> None:
-    """In a fresh process: `import mumo` then mumo.tasks lists all five; the cases above cover each one
+    """In a fresh process: `import mumo` then mumo.tasks lists all six; the cases above cover each one
     (a new task needs its line there)."""
     code = "import mumo; print(','.join(mumo.tasks.TASKS.names()))"
     names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -80,6 +86,9 @@ def trained(request: pytest.FixtureRequest, table_dir: Path, tmp_path_factory: p
     data, task, _, _ = CASES[name]
     manifests = {split: str(table_dir / f"{split}.csv") for split in ("train", "val", "test")}
     config = {"name": name, "data": {**manifests, **data}, "task": task, **TINY}
+    if "caption" in data.get("ignore", []) or data.get("target") == "caption":  # not an input: no encoder
+        encoders = {c: e for c, e in TINY["model"]["encoders"].items() if c != "caption"}
+        config["model"] = {**TINY["model"], "encoders": encoders, "decoder": {"layers": 1, "heads": 2}}
     out = tmp_path_factory.mktemp(name) / "run"
     return name, mumo.train(config, out=out, quiet=True)
 

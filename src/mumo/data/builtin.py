@@ -13,7 +13,12 @@ from mumo.errors import ConfigError, MumoError
 from mumo.registry import Registry
 
 BUILTINS: Registry[Callable[..., dict[str, Path]]] = Registry("a builtin dataset")
-DEFAULT_TARGET = {"shapes": "label", "shapes-interaction": "label"}
+DEFAULT_TARGET = {
+    "shapes": "label",
+    "shapes-interaction": "label",
+    "shapes-captions": "caption",
+    "shapes-qa": "answer",
+}
 
 
 def _shapes(out_dir: Path, n: int, seed: int) -> dict[str, Path]:
@@ -29,7 +34,23 @@ def _shapes_interaction(out_dir: Path, n: int, seed: int) -> dict[str, Path]:
     return make_shapes(out_dir, n=n, seed=seed, label="interaction")
 
 
+def _shapes_captions(out_dir: Path, n: int, seed: int) -> dict[str, Path]:
+    """builtin:shapes' images and captions only: image → caption."""
+    from mumo.data.shapes import make_shapes
+
+    return make_shapes(out_dir, n=n, seed=seed, variant="captions")
+
+
+def _shapes_qa(out_dir: Path, n: int, seed: int) -> dict[str, Path]:
+    """builtin:shapes' images with a question each and its short answer: image + question → answer."""
+    from mumo.data.shapes import make_shapes
+
+    return make_shapes(out_dir, n=n, seed=seed, variant="qa")
+
+
 BUILTINS.register("shapes")(_shapes)
+BUILTINS.register("shapes-captions")(_shapes_captions)
+BUILTINS.register("shapes-qa")(_shapes_qa)
 BUILTINS.register("shapes-interaction")(_shapes_interaction)
 
 

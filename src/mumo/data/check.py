@@ -28,7 +28,7 @@ def check(config: Config, limit: int = 50) -> int:
     task.check_data(schema, tables["train"])
     schema.task = task.name
     processors = make_processors(schema, data)
-    target = task.make_target(schema.targets)
+    target = task.make_target(schema.targets, config.model)
     fit_processors(processors, target, tables["train"])
     console.print(f"task: {schema.task}   target: {', '.join(schema.targets) or '-'}")
     console.print("inputs: " + ", ".join(f"{column} ({kind})" for column, kind in schema.inputs.items()))

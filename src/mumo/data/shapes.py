@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,7 @@ __all__ = [
     "label_for",
     "make_shapes",
     "query_for",
+    "question_for",
     "render_audio",
     "render_image",
     "sample_items",
@@ -53,6 +55,11 @@ PITCHES = ("low", "high")
 RHYTHMS = ("steady", "pulsed")
 
 MANIFEST_COLUMNS = ("image", "sound", "caption", "weight", "label")
+VARIANTS = {
+    "label": MANIFEST_COLUMNS,
+    "captions": ("image", "caption"),
+    "qa": ("image", "question", "answer"),
+}
 ATTRIBUTE_COLUMNS = ("id", "split", "shape", "color", "size", "row", "col", "background", "pitch", "rhythm")
 
 # Nominal RGB value of each colour (jittered per image).
@@ -71,7 +78,7 @@ _GRAY_RANGE = {"dark": (30, 60), "light": (190, 230)}
 _PITCH_RANGE_HZ = {"low": (250.0, 450.0), "high": (1100.0, 1800.0)}
 
 # Stream numbers separating the per-row random generators of each modality.
-_IMAGE_STREAM, _AUDIO_STREAM, _CAPTION_STREAM = 1, 2, 3
+_IMAGE_STREAM, _AUDIO_STREAM, _CAPTION_STREAM, _QUESTION_STREAM = 1, 2, 3, 4
 _SAMPLE_RATE = 8000
 
 
@@ -280,6 +287,42 @@ def query_for(item: ShapeItem, rng: np.random.Generator) -> str:
     )
 
 
+def _position_answer(item: ShapeItem) -> str:
+    if item.row == "middle" and item.col == "center":
+        return "center"
+    return f"{item.row} {item.col}"
+
+
+def question_for(item: ShapeItem, rng: np.random.Generator) -> tuple[str, str]:
+    """A question about the image and its short answer: colour, shape, size, position, background, or a
+    yes/no question about the colour (half of them true)."""
+    kind = int(rng.integers(6))
+    if kind == 0:
+        return _pick(
+            rng, (f"what colour is the {item.shape}?", "what color is the shape?", "which colour is it?")
+        ), item.color
+    if kind == 1:
+        return _pick(
+            rng, ("what shape is it?", f"which shape is {item.color}?", "what shape do you see?")
+        ), item.shape
+    if kind == 2:
+        return _pick(
+            rng, (f"how big is the {item.shape}?", f"what size is the {item.color} shape?")
+        ), item.size
+    if kind == 3:
+        return _pick(
+            rng, (f"where is the {item.shape}?", f"where is the {item.color} shape?")
+        ), _position_answer(item)
+    if kind == 4:
+        return _pick(
+            rng, ("is the background dark or light?", "what is the background like?")
+        ), item.background
+    asked = item.color if rng.random() < 0.5 else _pick(rng, tuple(c for c in COLORS if c != item.color))
+    return _pick(
+        rng, (f"is the {item.shape} {asked}?", f"is the shape {asked}?")
+    ), "yes" if asked == item.color else "no"
+
+
 def label_for(item: ShapeItem) -> str:
     """The target: shape (seen) and pitch (heard), e.g. ``"circle-high"``."""
     return f"{item.shape}-{item.pitch}"
@@ -330,15 +373,20 @@ def make_shapes(
     image_size: int = 32,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     label: str = "shape-pitch",
+    variant: str = "label",
 ) -> dict[str, Path]:
     """Generate the dataset under ``out_dir``: PNGs, WAVs, split manifests and ``attributes.csv``.
 
     ``label`` picks the target: ``shape-pitch`` (:func:`label_for`) or ``interaction``
-    (:func:`interaction_label_for`). Returns the paths of the ``train``, ``val``, ``test`` manifests and
-    of ``attributes``.
+    (:func:`interaction_label_for`). ``variant`` picks the manifests' columns: ``label`` (image, sound,
+    caption, weight, label), ``captions`` (image, caption: to generate captions) or ``qa`` (image,
+    question, answer: :func:`question_for`); the last two write no audio. Returns the paths of the
+    ``train``, ``val``, ``test`` manifests and of ``attributes``.
     """
     if label not in LABELS:
         raise ValueError(f"label must be one of {', '.join(LABELS)}, got {label!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     labeller = LABELS[label]
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -349,18 +397,24 @@ def make_shapes(
     ]
     width = max(5, len(str(max(n - 1, 0))))
 
-    rows, attrs = [], []
+    rows: list[tuple[Any, ...]] = []
+    attrs = []
     for i, item in enumerate(sample_items(n, seed)):
         image_rel, sound_rel = f"images/{i:0{width}d}.png", f"audio/{i:0{width}d}.wav"
         render_image(item, _item_rng(seed, i, _IMAGE_STREAM), image_size).save(out / image_rel)
-        _write_wav(out / sound_rel, render_audio(item, _item_rng(seed, i, _AUDIO_STREAM), _SAMPLE_RATE))
         caption = caption_for(item, _item_rng(seed, i, _CAPTION_STREAM))
-        rows.append((image_rel, sound_rel, caption, item.weight, labeller(item)))
+        if variant == "label":
+            _write_wav(out / sound_rel, render_audio(item, _item_rng(seed, i, _AUDIO_STREAM), _SAMPLE_RATE))
+            rows.append((image_rel, sound_rel, caption, item.weight, labeller(item)))
+        elif variant == "captions":
+            rows.append((image_rel, caption))
+        else:
+            rows.append((image_rel, *question_for(item, _item_rng(seed, i, _QUESTION_STREAM))))
         attrs.append(
             {"id": i, "split": split_names[i], **{c: getattr(item, c) for c in ATTRIBUTE_COLUMNS[2:]}}
         )
 
-    manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    manifest = pd.DataFrame(rows, columns=list(VARIANTS[variant]))
     attributes = pd.DataFrame(attrs, columns=list(ATTRIBUTE_COLUMNS))
     paths: dict[str, Path] = {}
     start = 0

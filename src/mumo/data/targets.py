@@ -1,9 +1,11 @@
-"""Targets: label maps for classification, standardization for regression, 0/1 columns for multilabel."""
+"""Targets: label maps for classification, standardization for regression, 0/1 columns for multilabel,
+and a tokenizer for text to generate."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -133,6 +135,92 @@ class MultilabelTarget(TargetProcessor):
     @property
     def out_dim(self) -> int:
         return len(self.columns)
+
+
+class TextTarget(TargetProcessor):
+    """A text column to generate. A BPE tokenizer (SentencePiece-style word boundaries, so decoding gives
+    back the spaces and case of the text) is fitted on the train targets; each target is its pieces and
+    an end-of-text token, at most `max_length` pieces. Stacked targets are padded with PAD to a fixed
+    width, so validation outputs of every batch line up."""
+
+    PAD, UNK, BOS, EOS = 0, 1, 2, 3
+    SPECIAL = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
+
+    def __init__(self, columns: list[str], vocab_size: int = 4000, max_length: int = 128) -> None:
+        super().__init__(columns)
+        self.vocab_size, self.max_length = vocab_size, max_length
+        self.tokenizer: Any = None
+        self.longest = 0  # pieces in the longest train target
+        self.median_words = 0.0  # words in the median train target
+
+    def fit(self, values: list[list[Any]]) -> None:
+        import string
+
+        from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+        texts = [str(v[0]) for v in values if v[0] is not None and str(v[0]).strip()]
+        tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+        tokenizer.normalizer = normalizers.NFKC()
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        tokenizer.decoder = decoders.Metaspace()
+        trainer = trainers.BpeTrainer(
+            vocab_size=self.vocab_size,
+            min_frequency=2,
+            special_tokens=list(self.SPECIAL),
+            initial_alphabet=[c for c in string.printable if not c.isspace()],  # unseen ASCII still spells
+            show_progress=False,
+        )
+        tokenizer.train_from_iterator(texts, trainer=trainer)
+        self.tokenizer = tokenizer
+        lengths = [len(ids) for ids in self._pieces(texts)]
+        self.longest = min(max(lengths, default=1), self.max_length)
+        self.median_words = float(np.median([len(t.split()) for t in texts])) if texts else 0.0
+
+    def _pieces(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tokenizer.encode_batch(texts)]
+
+    def encode(self, values: list[Any]) -> list[int]:
+        text = "" if values[0] is None else str(values[0])
+        if not text.strip():
+            raise CellError("empty target")
+        return self.tokenizer.encode(text).ids[: self.max_length] + [self.EOS]
+
+    def stack(self, encoded: list[Any]) -> Tensor:
+        out = torch.full((len(encoded), self.max_length + 1), self.PAD, dtype=torch.long)
+        for i, ids in enumerate(encoded):
+            out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return out  # (N, max_length + 1)
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of a piece sequence, cut at its first end-of-text token."""
+        if self.EOS in ids:
+            ids = ids[: ids.index(self.EOS)]
+        return str(self.tokenizer.decode([i for i in ids if i != self.PAD], skip_special_tokens=True))
+
+    def decode_batch(self, ids: Tensor) -> list[str]:
+        return [self.decode(row) for row in ids.tolist()]
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.tokenizer.get_vocab_size())
+
+    def state(self) -> dict[str, Any]:
+        return {
+            **super().state(),
+            "vocab_size": self.vocab_size,
+            "max_length": self.max_length,
+            "longest": self.longest,
+            "median_words": self.median_words,
+            "tokenizer": self.tokenizer.to_str() if self.tokenizer is not None else None,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        from tokenizers import Tokenizer
+
+        super().set_state(state)
+        self.vocab_size, self.max_length = int(state["vocab_size"]), int(state["max_length"])
+        self.longest, self.median_words = int(state["longest"]), float(state["median_words"])
+        self.tokenizer = Tokenizer.from_str(state["tokenizer"]) if state.get("tokenizer") else None
 
 
 def _label(value: Any) -> str:

@@ -14,7 +14,14 @@ from mumo.config_errors import format_validation_error
 from mumo.data.prepare import Schema
 from mumo.data.table import Table
 from mumo.errors import ConfigError, DataError
-from mumo.tasks import classification, contrastive, matching, multilabel, regression  # noqa: F401  (registration)
+from mumo.tasks import (  # noqa: F401  (registration)
+    classification,
+    contrastive,
+    generation,
+    matching,
+    multilabel,
+    regression,
+)
 from mumo.tasks.base import TASKS, Evaluated, SupervisedTask, Task
 
 AUTO = "auto"
@@ -42,7 +49,7 @@ def task_options(raw: dict[str, Any]) -> TaskOptions:
 
 def resolve_task(options: TaskOptions, schema: Schema, train: Table) -> tuple[type[Task], TaskOptions]:
     """The task class and its options; `auto` is multilabel for several targets, regression for a
-    real-valued (or many-valued integer) target, else classification."""
+    real-valued (or many-valued integer) target, generation for free text, else classification."""
     name = options.type
     if name == AUTO:
         if not schema.targets:
@@ -55,7 +62,8 @@ def resolve_task(options: TaskOptions, schema: Schema, train: Table) -> tuple[ty
 
 
 def infer_target_task(values: list[Any]) -> str:
-    """classification for labels, regression for real-valued targets."""
+    """classification for labels, regression for real-valued targets, generation for free text
+    (sentences: more than 3 words on average, or over 100 values that are mostly distinct)."""
     present = [v for v in values if v is not None]
     numbers = [as_number(v) for v in present]
     if present and all(n is not None for n in numbers):
@@ -63,6 +71,12 @@ def infer_target_task(values: list[Any]) -> str:
         integral = all(float(n).is_integer() for n in distinct if n is not None)
         if not integral or len(distinct) > 20:
             return "regression"
+        return "classification"
+    if present:
+        words = sum(len(str(v).split()) for v in present) / len(present)
+        distinct_texts = len({str(v) for v in present})
+        if words > 3 or (distinct_texts > 100 and distinct_texts > len(present) / 2):
+            return "generation"
     return "classification"
 
 

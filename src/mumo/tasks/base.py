@@ -26,7 +26,7 @@ from mumo.errors import MumoError
 from mumo.registry import Registry
 
 if TYPE_CHECKING:
-    from mumo.baseline import LinearBaseline
+    from mumo.baseline import LinearBaseline, NearestBaseline
     from mumo.predictor import Predictor
 
 Direction = Literal["min", "max"]
@@ -67,7 +67,8 @@ class Task:
         """Refuse, with one line, train data this task cannot learn from."""
 
     @classmethod
-    def make_target(cls, columns: list[str]) -> TargetProcessor | None:
+    def make_target(cls, columns: list[str], model: ModelConfig | None = None) -> TargetProcessor | None:
+        """The target processor, unfitted (`model`: the run's model section, for targets it shapes)."""
         return cls.target_class(columns) if cls.target_class is not None and columns else None
 
     @classmethod
@@ -120,7 +121,7 @@ class Task:
         """Metrics over a prepared split; the columns in `absent` are hidden in every row."""
         raise NotImplementedError
 
-    def baseline(self) -> LinearBaseline | None:
+    def baseline(self) -> LinearBaseline | NearestBaseline | None:
         """The linear model on cheap raw features that every run of this task is compared with (None:
         the task has no such baseline)."""
         return None
