@@ -3,75 +3,33 @@ row gets its own placement, babble / white noise at a drawn SNR, and loudness.""
 
 from __future__ import annotations
 
-import io
-import shutil
-import subprocess
-from dataclasses import dataclass
-
 import numpy as np
-import soundfile as sf
-import torch
 
-from mumo.modalities.audio import resample
+from mumo.data.speech import (  # noqa: F401  (re-exported: the suite's datasets and tests use them)
+    SAMPLE_RATE,
+    Voice,
+    draw_voice,
+    espeak_available,
+    write_wav,
+)
+from mumo.data.speech import (
+    Speaker as _Speaker,
+)
 
-SAMPLE_RATE = 16_000
 CLIP_SECONDS = 1.0  # espeak's longest digit (trimmed) is 0.88 s at 120 wpm
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-VOICES = ("en", "en-us", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-us-nyc")
-VARIANTS = ("", "+m3", "+f2", "+m7", "+f4")
-SPEEDS = (120, 140, 160, 180, 200, 220)  # words per minute
-PITCHES = (20, 35, 50, 65, 80)  # espeak's 0..99 pitch scale
 SNR_DB = (-6.0, 6.0)
 # Talkers of the babble: words that rhyme with no digit, so the noise never says a label.
 BABBLE_WORDS = ("hello", "water", "table", "window", "garden", "morning", "paper", "coffee", "river")
 BABBLE_TALKERS = 6
 
 
-def espeak_available() -> bool:
-    return shutil.which("espeak-ng") is not None
-
-
-@dataclass(frozen=True)
-class Voice:
-    """One espeak-ng rendering setting: the same word in the same Voice is the same clean waveform."""
-
-    name: str  # e.g. "en-gb-scotland+f2"
-    speed: int
-    pitch: int
-
-
-def draw_voice(rng: np.random.Generator) -> Voice:
-    name = VOICES[rng.integers(len(VOICES))] + VARIANTS[rng.integers(len(VARIANTS))]
-    return Voice(name, int(SPEEDS[rng.integers(len(SPEEDS))]), int(PITCHES[rng.integers(len(PITCHES))]))
-
-
 # A fixed crowd (9 words x 6 voices = 54 clips to synthesize) keeps babble cheap.
 BABBLE_VOICES = tuple(draw_voice(np.random.default_rng([99, i])) for i in range(6))
 
 
-class Speaker:
-    """espeak-ng with an in-memory cache of clean, trimmed, 16 kHz clips (one per build, so two builds
-    with the same seed each synthesize from scratch and can be compared)."""
-
-    def __init__(self) -> None:
-        if not espeak_available():
-            raise RuntimeError("espeak-ng is not installed; install it with: apt-get install -y espeak-ng")
-        self._clips: dict[tuple[str, Voice], np.ndarray] = {}
-
-    def say(self, word: str, voice: Voice) -> np.ndarray:
-        """(S,) float32 samples at 16 kHz, leading and trailing silence cut."""
-        key = (word, voice)
-        if key not in self._clips:
-            command = ["espeak-ng", "-v", voice.name, "-s", str(voice.speed), "-p", str(voice.pitch)]
-            wav = subprocess.run([*command, "--stdout", word], capture_output=True, check=True).stdout
-            samples, rate = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)
-            # zero-padded to whole half seconds: a few input lengths, so torch reuses its conv plans
-            padded = np.zeros(-(-len(samples) // (rate // 2)) * (rate // 2), np.float32)
-            padded[: len(samples)] = samples[:, 0]
-            wave = resample(torch.from_numpy(padded), rate, SAMPLE_RATE).numpy()
-            loud = np.flatnonzero(np.abs(wave) > 0.02 * np.abs(wave).max())
-            self._clips[key] = wave[loud[0] : loud[-1] + 1].astype(np.float32)
-        return self._clips[key]
+class Speaker(_Speaker):
+    """mumo.data.speech.Speaker, plus babble noise and the noisy spoken digits of the suite."""
 
     def babble(self, rng: np.random.Generator, length: int) -> np.ndarray:
         """(length,) several talkers saying non-digit words at random offsets and levels."""
@@ -106,8 +64,3 @@ class Speaker:
         noise *= np.sqrt(speech_power / 10 ** (snr_db / 10) / max(float(np.mean(noise**2)), 1e-12))
         mix = clean + noise
         return (mix * rng.uniform(0.3, 0.9) / np.abs(mix).max()).astype(np.float32)
-
-
-def write_wav(path: str, wave: np.ndarray) -> None:
-    """16-bit PCM mono at 16 kHz: the same samples give the same bytes."""
-    sf.write(path, wave, SAMPLE_RATE, subtype="PCM_16", format="WAV")

@@ -51,7 +51,9 @@ class ImageOptions(Section):
 
 class AudioOptions(Section):
     sample_rate: int | None = Field(None, ge=1000, description="Rate clips are resampled to; null = fit.")
-    max_seconds: float | None = Field(None, gt=0, description="Clips are cut or padded to this; null = fit.")
+    max_seconds: float | None = Field(
+        None, gt=0, description="Clips are cut to this; null = the longest train clip (at most 30 s)."
+    )
     n_mels: int = Field(64, ge=8, description="Mel bands of the log-mel spectrogram.")
     window_ms: float = Field(25.0, gt=0, description="STFT window length in milliseconds.")
     hop_ms: float = Field(10.0, gt=0, description="STFT hop in milliseconds.")

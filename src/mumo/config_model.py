@@ -86,15 +86,27 @@ class HFOptions(Section):
     max_seconds: float = Field(10.0, gt=0, description="Audio: seconds kept per clip.")
 
 
+class Conv1dOptions(Section):
+    type: Literal["conv1d"] = "conv1d"
+    channels: list[int] = Field(
+        [192, 192, 192, 192], min_length=1, description="Channels of each 1-D convolution over time."
+    )
+    kernel: int = Field(5, ge=1, description="Frames each convolution sees (odd keeps frames centred).")
+    stride: int = Field(
+        2, ge=1, description="Time downsampling of the first convolution (10 ms hops → 20 ms)."
+    )
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each convolution.")
+
+
 EncoderConfig = Annotated[
-    TransformerOptions | GRUOptions | CNNOptions | MLPOptions | EmbeddingOptions | HFOptions,
+    TransformerOptions | GRUOptions | CNNOptions | Conv1dOptions | MLPOptions | EmbeddingOptions | HFOptions,
     Field(discriminator="type"),
 ]
 
 ENCODERS_FOR_KIND: dict[str, tuple[str, ...]] = {
     "text": ("transformer", "gru", "hf"),
     "image": ("cnn", "hf"),
-    "audio": ("cnn", "hf"),
+    "audio": ("cnn", "conv1d", "hf"),
     "numeric": ("mlp",),
     "categorical": ("embedding",),
 }
@@ -206,9 +218,41 @@ class LMDecoderOptions(Section):
     )
     vocab_size: int = Field(4000, ge=16, description="Word pieces learned from the train targets.")
     max_length: int = Field(128, ge=1, description="Pieces kept per target (the rest is cut).")
+    pretrained: str | None = Field(
+        None,
+        description="A causal LM (local folder with config.json and tokenizer.json, a model an installed "
+        "package carries, or a Hub name) used instead of one trained from scratch; then layers, heads, "
+        "dim, ff_mult and vocab_size do not apply, and its own tokenizer is used.",
+    )
+    freeze: bool = Field(False, description="Pretrained: keep the language model's weights fixed.")
+    lr_scale: float = Field(
+        0.1, gt=0, description="Pretrained, fine-tuned: its learning rate as a multiple of train.lr."
+    )
+    lora: LoRAOptions | None = Field(
+        None, description="Pretrained: train LoRA adapters (peft) instead of the LM."
+    )
 
 
-DecoderConfig = LMDecoderOptions  # a union (with ctc) once there are two
+class CTCDecoderOptions(Section):
+    type: Literal["ctc"] = "ctc"
+    units: Literal["chars", "pieces"] = Field(
+        "chars", description="What it writes: characters (any word can be spelled) or word pieces."
+    )
+    vocab_size: int = Field(1000, ge=16, description="Pieces: word pieces learned from the train targets.")
+    layers: int = Field(
+        2, ge=0, description="Bidirectional GRU layers over the frames, before the output layer."
+    )
+    upsample: int = Field(
+        1,
+        ge=1,
+        description="Output steps per input frame: CTC needs at least one step per character; raise it for "
+        "long frames (the 2-D audio CNN's are 80 ms; conv1d's, 20 ms).",
+    )
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout between the GRU layers.")
+    max_length: int = Field(512, ge=1, description="Units kept per target (the rest is cut).")
+
+
+DecoderConfig = Annotated[LMDecoderOptions | CTCDecoderOptions, Field(discriminator="type")]
 
 
 class ModelConfig(Section):
@@ -240,9 +284,17 @@ class ModelConfig(Section):
     )
     decoder: DecoderConfig | None = Field(
         None,
-        description="The text decoder of task: generation (a causal language model whose prefix is the fused "
-        "tokens); null = lm.",
+        description="The text decoder of task: generation: lm (a causal language model whose prefix is the "
+        "fused tokens) or ctc (CTC over the input's frames, for speech); null = ctc when every input is audio, "
+        "else lm.",
     )
+
+    @field_validator("decoder", mode="before")
+    @classmethod
+    def _decoder_type(cls, value: Any) -> Any:
+        """A decoder section without a type is the language model's (its options alone read naturally)."""
+        return {"type": "lm", **value} if isinstance(value, dict) and "type" not in value else value
+
     init_from: str | None = Field(
         None, description="A run whose encoders (and their processors) start this model, matched by column."
     )

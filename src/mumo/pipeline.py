@@ -107,7 +107,7 @@ def train(
         schema, options = task_class.plan(schema, options)
         task_class.check_data(schema, tables["train"])
         schema.task = task_class.name
-        config = _resolved(config, schema, options)  # checks encoders against column kinds before decoding
+        config = _resolved(config, schema, options, task_class)  # checks encoders against kinds before decoding
         processors = make_processors(schema, data, config.model.encoders)
         target = task_class.make_target(schema.targets, config.model)
     inherited: list[str] = []  # columns whose processor (and encoder) come from model.init_from
@@ -207,7 +207,7 @@ def _as_config(config: Config | str | Path | dict[str, Any], overrides: dict[str
     return build_config(load_raw(config), overrides, source=str(config))
 
 
-def _resolved(config: Config, schema: Schema, options: TaskOptions) -> Config:
+def _resolved(config: Config, schema: Schema, options: TaskOptions, task: type[Task]) -> Config:
     """The config as trained: target, task and its options, and every encoder written out."""
     data = config.data.model_copy(
         update={
@@ -215,7 +215,7 @@ def _resolved(config: Config, schema: Schema, options: TaskOptions) -> Config:
             "columns": dict(schema.inputs),
         }
     )
-    model = resolve_encoders(config.model, schema.inputs)
+    model = resolve_encoders(task.resolve_model(config.model, schema.inputs), schema.inputs)
     return config.model_copy(update={"data": data, "task": options, "model": model})
 
 

@@ -141,9 +141,16 @@ def _format(run_dir: Path) -> int:
 
 
 def save_weights(network: nn.Module, path: Path) -> None:
-    """Atomic safetensors export of the network's weights."""
+    """Atomic safetensors export of the network's weights. Tied weights (a language model's input and
+    output embeddings) are written once per name: safetensors refuses tensors that share memory."""
+    tensors, seen = {}, set()
+    for key, value in network.state_dict().items():
+        tensor = value.detach().contiguous().cpu()
+        storage = tensor.untyped_storage().data_ptr()
+        tensors[key] = tensor.clone() if storage in seen else tensor
+        seen.add(storage)
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}, str(tmp))
+        save_file(tensors, str(tmp))
 
 
 def inherit_processors(processors: dict[str, Processor], schema: Schema, run_dir: Path) -> list[str]:

@@ -404,9 +404,14 @@ def test_audio_fits_rate_and_length_from_headers(tmp_path: Path) -> None:
 
     _write(tmp_path / "low.wav", _sine(440, 4000, 12.0), 4000)
     processor = AudioProcessor("sound")
-    processor.fit(["low.wav"], tmp_path)
+    processor.fit(["low.wav", "a.wav"], tmp_path)
+    assert processor.sample_rate in (8000, 16000)  # 4000 clamped up
+    assert processor.max_seconds == pytest.approx(12.0)  # the longest clip, not a typical one
+    _write(tmp_path / "long.wav", _sine(440, 4000, 40.0), 4000)
+    processor = AudioProcessor("sound")
+    processor.fit(["long.wav"], tmp_path)
     assert processor.sample_rate == 8000  # clamped up
-    assert processor.max_seconds == 10.0  # clamped down
+    assert processor.max_seconds == 30.0  # clamped down
 
 
 def test_audio_options_win_over_fit(tmp_path: Path) -> None:

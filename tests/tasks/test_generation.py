@@ -18,6 +18,7 @@ from mumo.cells import CellError
 from mumo.config_model import LMDecoderOptions
 from mumo.data.builtin import materialize
 from mumo.data.dataset import make_batch
+from mumo.data.speech import espeak_available
 from mumo.data.table import read_table
 from mumo.data.targets import TextTarget
 from mumo.decoders import Decoding, build_lm_decoder, position_ids
@@ -37,7 +38,7 @@ def test_text_target_round_trip() -> None:
     target = TextTarget(["caption"], vocab_size=200)
     target.fit([["A big red circle."], ["a small blue square"], [None], ["two  spaces here"]] * 3)
     ids = target.encode(["A big red circle."])
-    assert ids[-1] == TextTarget.EOS and TextTarget.PAD not in ids
+    assert ids[-1] == target.eos and target.pad not in ids
     assert target.decode(ids) == "A big red circle."
     assert target.decode(target.encode(["Zebra 42"])) == "Zebra 42"  # unseen ASCII still spells
     stacked = target.stack([ids, target.encode(["a"])])
@@ -68,7 +69,9 @@ def test_text_metrics() -> None:
 # ----------------------------------------------------------------------------------- the decoder
 def _decoder(seed: int = 0) -> Any:
     torch.manual_seed(seed)
-    return build_lm_decoder(LMDecoderOptions(layers=2, heads=2), DIM, 40, 0, 2, 3).eval()
+    target = TextTarget(["text"], vocab_size=40)
+    target.fit([[f"word{i} and more words {i % 7}"] for i in range(50)])
+    return build_lm_decoder(LMDecoderOptions(layers=2, heads=2), DIM, target).eval()
 
 
 def test_position_ids_are_the_ones_generate_derives() -> None:
@@ -85,7 +88,7 @@ def test_padding_inside_the_prefix_changes_nothing() -> None:
     tokens = torch.randn(2, 7, DIM)
     mask = torch.ones(2, 7, dtype=torch.bool)
     mask[0, 4:] = False
-    targets = torch.tensor([[5, 6, 7, 3, 0, 0], [8, 3, 0, 0, 0, 0]])
+    targets = torch.tensor([[5, 6, 7, 3, -1, -1], [8, 3, -1, -1, -1, -1]])
     with torch.no_grad():
         batched, real = decoder.logits(tokens, mask, targets)
         alone, _ = decoder.logits(tokens[:1, :4], mask[:1, :4], targets[:1])
@@ -209,3 +212,135 @@ def test_captions_are_generated_from_the_image(caption_run: Any) -> None:
             batch = make_batch(items, model.processors, split.targets, model.target, train=False)
             losses.append(float(model.network.loss(batch)[0]))
     assert losses[1] > 1.5 * losses[0], losses
+
+
+# ------------------------------------------------------------------------- a pretrained decoder
+def _tiny_llama(folder: Path) -> None:
+    """A random LlamaForCausalLM (tied embeddings) and its fast tokenizer, written with save_pretrained."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from mumo.data.shapes import COLORS, SHAPES
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    words = [f"a {c} {s} on the left of the picture" for c in COLORS for s in SHAPES]
+    trainer = trainers.BpeTrainer(
+        vocab_size=150, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False
+    )
+    tokenizer.train_from_iterator(words * 3, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=160,  # padded past the tokenizer's vocabulary, as real checkpoints often are
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+
+
+def test_pretrained_decoder_with_lora_reloads_offline(tmp_path: Path) -> None:
+    folder = tmp_path / "tiny-llama"
+    _tiny_llama(folder)
+    config = {
+        "name": "pretrained-decoder",
+        "data": {"train": "builtin:shapes-captions", "builtin": {"n": 200}},
+        "model": {**TINY, "decoder": {"pretrained": str(folder), "lora": {"r": 4}}},
+        "train": {"epochs": 2, "batch_size": 32, "progress": False, "baseline": False},
+    }
+    run = mumo.train(config, out=tmp_path / "run", quiet=True)
+    network = run.model.network
+    lora = [n for n, p in network.named_parameters() if "lora_" in n and p.requires_grad]
+    base = [n for n, p in network.named_parameters() if n.startswith("decoder.lm.") and "lora_" not in n]
+    assert lora and base
+    assert not any(dict(network.named_parameters())[n].requires_grad for n in base)  # only adapters train
+    assert run.model.target.eos == 2 and run.model.target.bos == 1  # the LM's own special tokens
+    test = materialize("shapes-captions", 200, 0)["test"]
+    expected = [r["generated"] for r in run.model.predict(str(test))]
+    for path in sorted(folder.iterdir()):  # the run must not need the pretrained folder any more
+        path.unlink()
+    folder.rmdir()
+    out = tmp_path / "predictions.csv"
+    result = run_cli(
+        "predict", str(run.path), "--data", str(test), "--out", str(out), env={"HF_HUB_OFFLINE": "1"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert pd.read_csv(out, keep_default_na=False)["generated"].tolist() == expected
+
+
+# ----------------------------------------------------------------------------------- ctc decoder
+def test_ctc_greedy_decoding_stops_at_each_rows_own_length() -> None:
+    from mumo.config_model import CTCDecoderOptions
+    from mumo.decoders import CTCDecoder
+
+    decoder = CTCDecoder(CTCDecoderOptions(layers=0, upsample=1), DIM, 6, blank=0, eos=3).eval()
+    logits = torch.full((2, 6, 6), -5.0)
+    for row, units in enumerate([[4, 4, 0, 4, 5, 5], [5, 0, 4, 4, 5, 5]]):
+        logits[row, torch.arange(6), torch.tensor(units)] = 5.0
+    # repeats merge, blanks split them; row 1 has 3 real steps, the rest is padding it must not decode
+    assert decoder.greedy(logits, torch.tensor([6, 3])) == [[4, 4, 5], [5, 4]]
+
+
+def test_ctc_decoder_trains_and_decodes_rows_alone_as_in_a_batch() -> None:
+    from mumo.config_model import CTCDecoderOptions
+    from mumo.decoders import CTCDecoder
+
+    torch.manual_seed(0)
+    decoder = CTCDecoder(CTCDecoderOptions(layers=1, upsample=2), DIM, 8, blank=0, eos=3)
+    tokens = torch.randn(4, 6, DIM)
+    mask = torch.ones(4, 6, dtype=torch.bool)
+    mask[1, 4:] = mask[3, 2:] = False
+    targets = torch.tensor([[4, 5, 6, 3, -1], [5, 5, 3, -1, -1], [7, 3, -1, -1, -1], [4, 5, 6, 7, 3]])
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=1e-2)
+    for _ in range(150):  # row 3 wants 4 units from 4 steps: CTC can fit it (no repeats)
+        optimizer.zero_grad()
+        loss, right, total = decoder.loss(tokens, mask, targets)
+        loss.backward()
+        optimizer.step()
+    assert total.tolist() == [3, 2, 1, 4]  # the end-of-text piece is not a CTC target
+    decoder.eval()
+    ids = decoder.generate(tokens, mask, Decoding(6))
+    assert ids[:, :5].tolist() == [[4, 5, 6, 3, 0], [5, 5, 3, 0, 0], [7, 3, 0, 0, 0], [4, 5, 6, 7, 3]]
+    for row in range(4):
+        length = int(mask[row].sum())
+        alone = decoder.generate(tokens[row : row + 1, :length], mask[row : row + 1, :length], Decoding(6))
+        assert torch.equal(alone[0], ids[row])
+    with pytest.raises(MumoError, match="ctc decodes greedily"):
+        decoder.generate(tokens, mask, Decoding(6, num_beams=2, num_return_sequences=2))
+
+
+# ---------------------------------------------------------------------------------------- speech
+needs_espeak = pytest.mark.skipif(
+    not espeak_available(),
+    reason="espeak-ng is not installed (apt-get install -y espeak-ng; make install does it where it can)",
+)
+
+
+@needs_espeak
+def test_speech_defaults_to_ctc_over_conv1d_frames_and_reloads(tmp_path: Path) -> None:
+    config = {
+        "name": "speech",
+        "data": {"train": "builtin:shapes-speech", "builtin": {"n": 60}},
+        "model": {"dim": DIM, "encoders": {"speech": {"type": "conv1d", "channels": [32, 32]}}},
+        "train": {"epochs": 2, "batch_size": 16, "progress": False},
+    }
+    run = mumo.train(config, out=tmp_path / "run", quiet=True)
+    written = run.model.config.model
+    assert written.decoder is not None and written.decoder.type == "ctc"  # every input is audio
+    assert run.model.target.decode(run.model.target.encode(["a red circle"])) == "a red circle"
+    assert {"wer", "cer", "baseline/wer"} <= set(run.metrics["test"])
+    test = materialize("shapes-speech", 60, 0)["test"]
+    transcripts = pd.read_csv(test)["transcript"].tolist()
+    assert all(t == " ".join(t.split()) and t == t.lower() for t in transcripts)  # words only, lower case
+    expected = [r["generated"] for r in run.model.predict(str(test))]
+    assert [r["generated"] for r in mumo.load(run.path).predict(str(test))] == expected

@@ -12,6 +12,7 @@ Everything is generated from a seed, without downloads, and is bit-for-bit repro
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
     "make_shapes",
     "query_for",
     "question_for",
+    "transcript_for",
     "render_audio",
     "render_image",
     "sample_items",
@@ -59,6 +61,7 @@ VARIANTS = {
     "label": MANIFEST_COLUMNS,
     "captions": ("image", "caption"),
     "qa": ("image", "question", "answer"),
+    "speech": ("speech", "transcript"),
 }
 ATTRIBUTE_COLUMNS = ("id", "split", "shape", "color", "size", "row", "col", "background", "pitch", "rhythm")
 
@@ -78,7 +81,9 @@ _GRAY_RANGE = {"dark": (30, 60), "light": (190, 230)}
 _PITCH_RANGE_HZ = {"low": (250.0, 450.0), "high": (1100.0, 1800.0)}
 
 # Stream numbers separating the per-row random generators of each modality.
-_IMAGE_STREAM, _AUDIO_STREAM, _CAPTION_STREAM, _QUESTION_STREAM = 1, 2, 3, 4
+_IMAGE_STREAM, _AUDIO_STREAM, _CAPTION_STREAM, _QUESTION_STREAM, _SPEECH_STREAM = 1, 2, 3, 4, 5
+# builtin:shapes-speech: half of the test rows are spoken by this voice, which train and val never hear.
+HELD_OUT_VOICE = "en-us-nyc"
 _SAMPLE_RATE = 8000
 
 
@@ -323,6 +328,28 @@ def question_for(item: ShapeItem, rng: np.random.Generator) -> tuple[str, str]:
     ), "yes" if asked == item.color else "no"
 
 
+def transcript_for(item: ShapeItem, rng: np.random.Generator) -> str:
+    """What builtin:shapes-speech says about the item: a caption in lower case, words only."""
+    return " ".join(re.findall(r"[a-z]+", caption_for(item, rng).lower()))
+
+
+def spoken(text: str, rng: np.random.Generator, speaker: Any, held_out: bool) -> np.ndarray:
+    """`text` in a drawn espeak-ng voice (the held-out one, or any other), speed and pitch, with silence
+    around it and white noise at 15-30 dB SNR; float32 at 16 kHz."""
+    from mumo.data.speech import VOICES, draw_voice
+
+    voices = (HELD_OUT_VOICE,) if held_out else tuple(v for v in VOICES if v != HELD_OUT_VOICE)
+    speech = speaker.say(text, draw_voice(rng, voices, speeds=(140, 160, 180, 200), pitches=(30, 45, 60, 75)))
+    before, after = (int(rng.integers(800, 4800)) for _ in range(2))  # 50-300 ms of silence
+    wave = np.concatenate([np.zeros(before, np.float32), speech, np.zeros(after, np.float32)])
+    power = float(np.mean(speech**2))
+    noise = rng.standard_normal(len(wave)).astype(np.float32) * np.sqrt(
+        power / 10 ** (rng.uniform(15, 30) / 10)
+    )
+    mixed = wave + noise
+    return (mixed * rng.uniform(0.4, 0.9) / max(float(np.abs(mixed).max()), 1e-6)).astype(np.float32)
+
+
 def label_for(item: ShapeItem) -> str:
     """The target: shape (seen) and pitch (heard), e.g. ``"circle-high"``."""
     return f"{item.shape}-{item.pitch}"
@@ -380,7 +407,8 @@ def make_shapes(
     ``label`` picks the target: ``shape-pitch`` (:func:`label_for`) or ``interaction``
     (:func:`interaction_label_for`). ``variant`` picks the manifests' columns: ``label`` (image, sound,
     caption, weight, label), ``captions`` (image, caption: to generate captions) or ``qa`` (image,
-    question, answer: :func:`question_for`); the last two write no audio. Returns the paths of the
+    question, answer: :func:`question_for`) or ``speech`` (speech, transcript: :func:`transcript_for`
+    spoken by espeak-ng, see :func:`spoken`); captions and qa write no audio, speech no images. Returns the paths of the
     ``train``, ``val``, ``test`` manifests and of ``attributes``.
     """
     if label not in LABELS:
@@ -390,6 +418,12 @@ def make_shapes(
     labeller = LABELS[label]
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
+    speaker = None
+    if variant == "speech":
+        from mumo.data.speech import Speaker
+        from mumo.data.speech import write_wav as write_speech
+
+        speaker = Speaker()
     (out / "audio").mkdir(parents=True, exist_ok=True)
     split_sizes = _split_sizes(n, fractions)
     split_names = [
@@ -401,6 +435,16 @@ def make_shapes(
     attrs = []
     for i, item in enumerate(sample_items(n, seed)):
         image_rel, sound_rel = f"images/{i:0{width}d}.png", f"audio/{i:0{width}d}.wav"
+        if variant == "speech":
+            rng = _item_rng(seed, i, _SPEECH_STREAM)
+            transcript = transcript_for(item, rng)
+            held_out = split_names[i] == "test" and rng.random() < 0.5
+            write_speech(str(out / sound_rel), spoken(transcript, rng, speaker, held_out))
+            rows.append((sound_rel, transcript))
+            attrs.append(
+                {"id": i, "split": split_names[i], **{c: getattr(item, c) for c in ATTRIBUTE_COLUMNS[2:]}}
+            )
+            continue
         render_image(item, _item_rng(seed, i, _IMAGE_STREAM), image_size).save(out / image_rel)
         caption = caption_for(item, _item_rng(seed, i, _CAPTION_STREAM))
         if variant == "label":

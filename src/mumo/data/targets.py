@@ -3,6 +3,7 @@ and a tokenizer for text to generate."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor
 
 from mumo.cells import CellError, as_number
+from mumo.errors import MumoError
 
 TRUE = {"1", "1.0", "true", "yes", "y", "t"}
 FALSE = {"0", "0.0", "false", "no", "n", "f"}
@@ -138,27 +140,44 @@ class MultilabelTarget(TargetProcessor):
 
 
 class TextTarget(TargetProcessor):
-    """A text column to generate. A BPE tokenizer (SentencePiece-style word boundaries, so decoding gives
-    back the spaces and case of the text) is fitted on the train targets; each target is its pieces and
-    an end-of-text token, at most `max_length` pieces. Stacked targets are padded with PAD to a fixed
-    width, so validation outputs of every batch line up."""
+    """A text column to generate, as word pieces and an end-of-text token (at most `max_length` pieces).
 
-    PAD, UNK, BOS, EOS = 0, 1, 2, 3
+    The tokenizer is fitted on the train targets (BPE with SentencePiece-style word boundaries, so that
+    decoding gives back the spaces and case of the text), or, for a pretrained language model
+    (`source`: its folder), it is that model's own tokenizer; either way it is saved in the run with the
+    model's config, so the run reloads without the folder. Stacked targets are padded with FILL (-1) to
+    a fixed width, so validation outputs of every batch line up."""
+
+    FILL = -1
     SPECIAL = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
 
-    def __init__(self, columns: list[str], vocab_size: int = 4000, max_length: int = 128) -> None:
+    def __init__(
+        self, columns: list[str], vocab_size: int = 4000, max_length: int = 128, source: Any = None
+    ) -> None:
         super().__init__(columns)
         self.vocab_size, self.max_length = vocab_size, max_length
+        self.source = source  # a pretrained LM's folder, while fitting (not saved)
         self.tokenizer: Any = None
+        self.pad, self.unk, self.bos, self.eos = 0, 1, 2, 3
+        self.lm_config: dict[str, Any] | None = None  # the pretrained LM's config, as JSON
         self.longest = 0  # pieces in the longest train target
         self.median_words = 0.0  # words in the median train target
 
     def fit(self, values: list[list[Any]]) -> None:
+        texts = [str(v[0]) for v in values if v[0] is not None and str(v[0]).strip()]
+        if self.source is not None:
+            self._pretrained()
+        else:
+            self._train(texts)
+        lengths = [len(e.ids) for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+        self.longest = min(max(lengths, default=1), self.max_length)
+        self.median_words = float(np.median([len(t.split()) for t in texts])) if texts else 0.0
+
+    def _train(self, texts: list[str]) -> None:
         import string
 
         from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-        texts = [str(v[0]) for v in values if v[0] is not None and str(v[0]).strip()]
         tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
         tokenizer.normalizer = normalizers.NFKC()
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -172,45 +191,82 @@ class TextTarget(TargetProcessor):
         )
         tokenizer.train_from_iterator(texts, trainer=trainer)
         self.tokenizer = tokenizer
-        lengths = [len(ids) for ids in self._pieces(texts)]
-        self.longest = min(max(lengths, default=1), self.max_length)
-        self.median_words = float(np.median([len(t.split()) for t in texts])) if texts else 0.0
 
-    def _pieces(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.tokenizer.encode_batch(texts)]
+    def _pretrained(self) -> None:
+        """The pretrained LM's tokenizer and special pieces (pad falls back to the end-of-text piece)."""
+        from tokenizers import Tokenizer
+        from transformers import AutoConfig
+
+        file = self.source / "tokenizer.json"
+        if not file.is_file():
+            raise MumoError(
+                f"model.decoder.pretrained: {self.source} has no tokenizer.json (save the model's fast "
+                "tokenizer there with save_pretrained)"
+            )
+        self.tokenizer = Tokenizer.from_file(str(file))
+        config = AutoConfig.from_pretrained(self.source)
+        special = self._special_tokens()
+        bos = special.get("bos_token", config.bos_token_id)
+        eos = special.get("eos_token", config.eos_token_id)
+        if isinstance(eos, list):
+            eos = eos[0]
+        if eos is None:
+            raise MumoError(
+                f"model.decoder.pretrained: {self.source} names no end-of-text token (eos_token_id)"
+            )
+        bos = eos if bos is None else bos
+        pad = special.get("pad_token", config.pad_token_id)
+        self.pad, self.bos, self.eos = int(eos if pad is None else pad), int(bos), int(eos)
+        self.unk = int(special.get("unk_token", self.pad))
+        self.lm_config = json.loads(config.to_json_string())
+
+    def _special_tokens(self) -> dict[str, int]:
+        """Ids of the special tokens tokenizer_config.json names (bos_token, eos_token, pad_token, ...)."""
+        file = self.source / "tokenizer_config.json"
+        names = json.loads(file.read_text()) if file.is_file() else {}
+        out = {}
+        for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
+            token = names.get(key)
+            token = token.get("content") if isinstance(token, dict) else token
+            index = self.tokenizer.token_to_id(token) if isinstance(token, str) else None
+            if index is not None:
+                out[key] = int(index)
+        return out
 
     def encode(self, values: list[Any]) -> list[int]:
         text = "" if values[0] is None else str(values[0])
         if not text.strip():
             raise CellError("empty target")
-        return self.tokenizer.encode(text).ids[: self.max_length] + [self.EOS]
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids[: self.max_length]) + [self.eos]
 
     def stack(self, encoded: list[Any]) -> Tensor:
-        out = torch.full((len(encoded), self.max_length + 1), self.PAD, dtype=torch.long)
+        out = torch.full((len(encoded), self.max_length + 1), self.FILL, dtype=torch.long)
         for i, ids in enumerate(encoded):
             out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         return out  # (N, max_length + 1)
 
     def decode(self, ids: list[int]) -> str:
         """Text of a piece sequence, cut at its first end-of-text token."""
-        if self.EOS in ids:
-            ids = ids[: ids.index(self.EOS)]
-        return str(self.tokenizer.decode([i for i in ids if i != self.PAD], skip_special_tokens=True))
+        if self.eos in ids:
+            ids = ids[: ids.index(self.eos)]
+        return str(self.tokenizer.decode([i for i in ids if i >= 0], skip_special_tokens=True))
 
     def decode_batch(self, ids: Tensor) -> list[str]:
         return [self.decode(row) for row in ids.tolist()]
 
     @property
     def out_dim(self) -> int:
-        return int(self.tokenizer.get_vocab_size())
+        return int(self.tokenizer.get_vocab_size(with_added_tokens=True))
 
     def state(self) -> dict[str, Any]:
         return {
             **super().state(),
             "vocab_size": self.vocab_size,
             "max_length": self.max_length,
+            "special": {"pad": self.pad, "unk": self.unk, "bos": self.bos, "eos": self.eos},
             "longest": self.longest,
             "median_words": self.median_words,
+            "lm_config": self.lm_config,
             "tokenizer": self.tokenizer.to_str() if self.tokenizer is not None else None,
         }
 
@@ -219,7 +275,10 @@ class TextTarget(TargetProcessor):
 
         super().set_state(state)
         self.vocab_size, self.max_length = int(state["vocab_size"]), int(state["max_length"])
+        special = state["special"]
+        self.pad, self.unk, self.bos, self.eos = (int(special[k]) for k in ("pad", "unk", "bos", "eos"))
         self.longest, self.median_words = int(state["longest"]), float(state["median_words"])
+        self.lm_config = state.get("lm_config")
         self.tokenizer = Tokenizer.from_str(state["tokenizer"]) if state.get("tokenizer") else None
 
 

@@ -63,6 +63,11 @@ class Task:
         return schema, options
 
     @classmethod
+    def resolve_model(cls, model: ModelConfig, inputs: dict[str, str]) -> ModelConfig:
+        """The model section with this task's own defaults filled in (before every encoder is written out)."""
+        return model
+
+    @classmethod
     def check_data(cls, schema: Schema, train: Table) -> None:
         """Refuse, with one line, train data this task cannot learn from."""
 

@@ -18,12 +18,12 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from mumo.config import TaskOptions
-from mumo.config_model import LMDecoderOptions, ModelConfig
+from mumo.config_model import Conv1dOptions, CTCDecoderOptions, LMDecoderOptions, ModelConfig
 from mumo.data.dataset import Batch, make_batch
 from mumo.data.prepare import Schema, Split
 from mumo.data.table import Table
 from mumo.data.targets import TargetProcessor, TextTarget
-from mumo.decoders import Decoding, LMDecoder, build_lm_decoder
+from mumo.decoders import Decoding, build_decoder
 from mumo.errors import ConfigError, DataError
 from mumo.fusion import build_fusion
 from mumo.metrics_text import TEXT_DIRECTIONS, sentence_scores, text_metrics
@@ -74,7 +74,7 @@ class GenerationOptions(TaskOptions):
 class GenerationNetwork(nn.Module):
     """Encoders and fusion (a MultimodalNetwork without a head) → the fused vector and tokens → LMDecoder."""
 
-    def __init__(self, body: MultimodalNetwork, decoder: LMDecoder) -> None:
+    def __init__(self, body: MultimodalNetwork, decoder: nn.Module) -> None:
         super().__init__()
         self.body, self.decoder = body, decoder
 
@@ -84,18 +84,16 @@ class GenerationNetwork(nn.Module):
         return self.body.encoders
 
     def fused(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """(B, 1+T, D) the fused vector then the fused tokens, and their mask."""
+        """What the decoder reads of the fused inputs (tokens (B, T, D) and their mask)."""
         presence = self.body.presence(batch)
-        out = self.body.fusion(self.body.encode(batch, presence), presence)
-        tokens = torch.cat([out.pooled.unsqueeze(1), out.tokens], dim=1)
-        return tokens, torch.cat([out.mask.new_ones(out.mask.shape[0], 1), out.mask], dim=1)
+        return self.decoder.inputs(self.body.fusion(self.body.encode(batch, presence), presence))  # type: ignore[operator]
 
     def loss(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         assert batch.target is not None
-        return self.decoder.loss(*self.fused(batch), batch.target)
+        return self.decoder.loss(*self.fused(batch), batch.target)  # type: ignore[operator,no-any-return]
 
     def generate(self, batch: Batch, decoding: Decoding) -> Tensor:
-        return self.decoder.generate(*self.fused(batch), decoding)
+        return self.decoder.generate(*self.fused(batch), decoding)  # type: ignore[operator,no-any-return]
 
     def forward(self, batch: Batch) -> Tensor:
         return self.loss(batch)[0]
@@ -121,14 +119,37 @@ class Generation(Task):
         return schema, options
 
     @classmethod
+    def resolve_model(cls, model: ModelConfig, inputs: dict[str, str]) -> ModelConfig:
+        """Audio inputs default to the conv1d encoder (frames that keep their place and full spectrum, for
+        speech); the decoder defaults to ctc when every input is audio (speech recognition), else lm."""
+        encoders = dict(model.encoders)
+        for column, kind in inputs.items():
+            if kind == "audio" and column not in encoders:
+                encoders[column] = Conv1dOptions()
+        decoder = model.decoder
+        if decoder is None:
+            speech = all(kind == "audio" for kind in inputs.values())
+            decoder = CTCDecoderOptions() if speech else LMDecoderOptions()
+        return model.model_copy(update={"encoders": encoders, "decoder": decoder})
+
+    @classmethod
     def check_data(cls, schema: Schema, train: Table) -> None:
         if not any(v is not None and str(v).strip() for v in train.values(schema.targets[0])):
             raise DataError(f"target {schema.targets[0]!r} has no text in train", file=train.name)
 
     @classmethod
     def make_target(cls, columns: list[str], model: ModelConfig | None = None) -> TargetProcessor | None:
-        decoder = (model.decoder if model is not None else None) or LMDecoderOptions()
-        return TextTarget(columns, decoder.vocab_size, decoder.max_length)
+        decoder = model.decoder if model is not None else None
+        if isinstance(decoder, CTCDecoderOptions):  # characters: no merges, only the alphabet
+            vocab = 1 if decoder.units == "chars" else decoder.vocab_size
+            return TextTarget(columns, vocab, decoder.max_length)
+        decoder = decoder or LMDecoderOptions()
+        source = None
+        if decoder.pretrained is not None:
+            from mumo.modalities.hf import resolve_pretrained
+
+            source = resolve_pretrained(decoder.pretrained, "model.decoder.pretrained")
+        return TextTarget(columns, decoder.vocab_size, decoder.max_length, source)
 
     # --------------------------------------------------------------------------- network and training
     def build_network(self, model: ModelConfig, processors: dict[str, Any]) -> nn.Module:
@@ -142,11 +163,7 @@ class Generation(Task):
         body = MultimodalNetwork(
             encoders, fusion, nn.Identity(), model.dim, None, modality_dropout(model, self.inputs)
         )
-        target = self.target
-        decoder = build_lm_decoder(
-            model.decoder or LMDecoderOptions(), model.dim, target.out_dim, target.PAD, target.BOS, target.EOS
-        )
-        return GenerationNetwork(body, decoder)
+        return GenerationNetwork(body, build_decoder(model.decoder, model.dim, self.target))
 
     def training_loss(self, network: nn.Module, batch: Batch) -> Tensor:
         return network.loss(batch)[0]  # type: ignore[operator]

@@ -16,9 +16,9 @@ def build_optimizer(network: nn.Module, options: TrainConfig) -> torch.optim.Opt
     decay). Fused (one kernel for all parameters) where torch has it: on a CPU model with many small
     tensors the per-tensor loop is a large share of each step."""
     scales: dict[str, float] = {}
-    for column, encoder in getattr(network, "encoders", {}).items():
-        if hasattr(encoder, "lr_scales"):
-            scales.update({f"encoders.{column}.{k}": v for k, v in encoder.lr_scales().items()})
+    for prefix, module in network.named_modules():  # pretrained encoders, a pretrained decoder
+        if hasattr(module, "lr_scales"):
+            scales.update({f"{prefix}.{k}": v for k, v in module.lr_scales().items()})
     groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for name, param in network.named_parameters():
         if not param.requires_grad:
