@@ -255,6 +255,27 @@ class CTCDecoderOptions(Section):
 DecoderConfig = Annotated[LMDecoderOptions | CTCDecoderOptions, Field(discriminator="type")]
 
 
+class CVAEOptions(Section):
+    type: Literal["cvae"] = "cvae"
+    size: int = Field(
+        32, ge=8, description="Side of the generated images (a multiple of 2 ** len(channels))."
+    )
+    latent: int = Field(32, ge=1, description="Width of the latent code.")
+    channels: list[int] = Field(
+        [32, 64, 128], min_length=1, description="Channels per stage (each halves the side)."
+    )
+    beta: float = Field(1.0, gt=0, description="Weight of the KL term (1 = the ELBO).")
+    anchor: float = Field(
+        0.5,
+        ge=0,
+        description="Weight of a second reconstruction from z = 0, which makes the condition (not the code) "
+        "carry what the request says.",
+    )
+
+
+GeneratorConfig = CVAEOptions  # a union (with diffusion) once there are two
+
+
 class ModelConfig(Section):
     dim: int = Field(128, ge=8, description="Width of every encoder's output and of the fused vector.")
     encoders: dict[str, EncoderConfig] = Field(
@@ -295,6 +316,9 @@ class ModelConfig(Section):
         """A decoder section without a type is the language model's (its options alone read naturally)."""
         return {"type": "lm", **value} if isinstance(value, dict) and "type" not in value else value
 
+    generator: GeneratorConfig | None = Field(
+        None, description="The image generator of task: image_generation; null = cvae (a conditional VAE)."
+    )
     init_from: str | None = Field(
         None, description="A run whose encoders (and their processors) start this model, matched by column."
     )

@@ -107,7 +107,9 @@ def train(
         schema, options = task_class.plan(schema, options)
         task_class.check_data(schema, tables["train"])
         schema.task = task_class.name
-        config = _resolved(config, schema, options, task_class)  # checks encoders against kinds before decoding
+        config = _resolved(
+            config, schema, options, task_class
+        )  # checks encoders against kinds before decoding
         processors = make_processors(schema, data, config.model.encoders)
         target = task_class.make_target(schema.targets, config.model)
     inherited: list[str] = []  # columns whose processor (and encoder) come from model.init_from

@@ -222,6 +222,19 @@ class Predictor:
 
         return embed(self, rows, column, base_dir, on_error)
 
+    def generate(
+        self,
+        rows: list[dict[str, Any]],
+        n: int = 1,
+        seed: int | None = None,
+        base_dir: str | Path | None = None,
+    ) -> list[list[Any]]:
+        """An image_generation run: n PIL images per row of inputs (the same seed, the same images)."""
+        generate = getattr(self.task, "generate", None)
+        if generate is None:
+            raise MumoError(f"generate: a {self.task.name} run does not draw images (use predict)")
+        return generate(self, rows, n, seed, base_dir)  # type: ignore[no-any-return]
+
     def zero_shot(
         self,
         rows: list[dict[str, Any]] | pd.DataFrame,

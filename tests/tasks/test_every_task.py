@@ -61,6 +61,12 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], set[str], str]] = {
         {"prediction", "match_probability"},
         "Example queries",
     ),
+    "image_generation": (
+        {"target": "image", "ignore": ["label", "y", "z", "m1", "m2"]},
+        {"type": "image_generation"},
+        {"generated"},
+        "Generated images",
+    ),
     "generation": (
         {"target": "caption", "ignore": ["label", "y", "z", "m1", "m2"]},
         {"type": "generation"},
@@ -73,7 +79,7 @@ NUMERIC |= {"similarity", "match_probability"}
 
 
 def test_importing_mumo_registers_exactly_the_builtin_tasks() -> None:
-    """In a fresh process: `import mumo` then mumo.tasks lists all six; the cases above cover each one
+    """In a fresh process: `import mumo` then mumo.tasks lists all seven; the cases above cover each one
     (a new task needs its line there)."""
     code = "import mumo; print(','.join(mumo.tasks.TASKS.names()))"
     names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -86,8 +92,8 @@ def trained(request: pytest.FixtureRequest, table_dir: Path, tmp_path_factory: p
     data, task, _, _ = CASES[name]
     manifests = {split: str(table_dir / f"{split}.csv") for split in ("train", "val", "test")}
     config = {"name": name, "data": {**manifests, **data}, "task": task, **TINY}
-    if "caption" in data.get("ignore", []) or data.get("target") == "caption":  # not an input: no encoder
-        encoders = {c: e for c, e in TINY["model"]["encoders"].items() if c != "caption"}
+    if data.get("target") in ("caption", "image"):  # not an input: no encoder
+        encoders = {c: e for c, e in TINY["model"]["encoders"].items() if c != data["target"]}
         config["model"] = {**TINY["model"], "encoders": encoders, "decoder": {"layers": 1, "heads": 2}}
     out = tmp_path_factory.mktemp(name) / "run"
     return name, mumo.train(config, out=out, quiet=True)
@@ -102,10 +108,13 @@ def test_trains_and_declares_every_metric(trained: Any) -> None:
         assert task.main_metric in run.metrics[split]
         names = {key.removeprefix("baseline/") for key in run.metrics[split]}
         assert names <= set(directions), names - set(directions)
-        # a task with a target is compared with its linear baseline on every metric
+        # a task with a target is compared with its baseline on every metric (image_generation has none:
+        # a nearest image has no likelihood to score)
         baseline = {key for key in run.metrics[split] if key.startswith("baseline/")}
+        compared = task.target is not None and task.baseline() is not None
+        assert (task.baseline() is None) == (name == "image_generation")
         assert baseline == (
-            {f"baseline/{k}" for k in run.metrics[split] if "/" not in k} if task.target else set()
+            {f"baseline/{k}" for k in run.metrics[split] if "/" not in k} if compared else set()
         )
     assert set(directions.values()) <= {"min", "max"}
     assert directions["loss"] == "min"

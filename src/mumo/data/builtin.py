@@ -19,6 +19,7 @@ DEFAULT_TARGET = {
     "shapes-captions": "caption",
     "shapes-qa": "answer",
     "shapes-speech": "transcript",
+    "shapes-draw": "image",
 }
 
 
@@ -57,10 +58,18 @@ def _shapes_speech(out_dir: Path, n: int, seed: int) -> dict[str, Path]:
     return make_shapes(out_dir, n=n, seed=seed, variant="speech")
 
 
+def _shapes_draw(out_dir: Path, n: int, seed: int) -> dict[str, Path]:
+    """builtin:shapes' captions → images, some colour-shape pairs only in test: text → image."""
+    from mumo.data.shapes import make_shapes
+
+    return make_shapes(out_dir, n=n, seed=seed, variant="draw")
+
+
 BUILTINS.register("shapes")(_shapes)
 BUILTINS.register("shapes-captions")(_shapes_captions)
 BUILTINS.register("shapes-qa")(_shapes_qa)
 BUILTINS.register("shapes-speech")(_shapes_speech)
+BUILTINS.register("shapes-draw")(_shapes_draw)
 BUILTINS.register("shapes-interaction")(_shapes_interaction)
 
 

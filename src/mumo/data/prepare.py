@@ -174,7 +174,7 @@ def load_split(
                 error = "empty target"
             else:
                 try:
-                    encoded_targets[row] = target.encode(values)
+                    encoded_targets[row] = target.encode_cells(values, table.base_dir)
                     continue
                 except CellError as err:
                     error = str(err)

@@ -62,7 +62,10 @@ VARIANTS = {
     "captions": ("image", "caption"),
     "qa": ("image", "question", "answer"),
     "speech": ("speech", "transcript"),
+    "draw": ("caption", "image"),
 }
+# builtin:shapes-draw: colour-shape pairs train and val never show (test has them: can the model compose?)
+HELD_OUT_COMBOS = (("red", "triangle"), ("blue", "cross"), ("green", "circle"), ("yellow", "square"))
 ATTRIBUTE_COLUMNS = ("id", "split", "shape", "color", "size", "row", "col", "background", "pitch", "rhythm")
 
 # Nominal RGB value of each colour (jittered per image).
@@ -333,13 +336,14 @@ def transcript_for(item: ShapeItem, rng: np.random.Generator) -> str:
     return " ".join(re.findall(r"[a-z]+", caption_for(item, rng).lower()))
 
 
-def spoken(text: str, rng: np.random.Generator, speaker: Any, held_out: bool) -> np.ndarray:
+def spoken(text: str, rng: np.random.Generator, speaker: Any, held_out: bool) -> tuple[np.ndarray, str]:
     """`text` in a drawn espeak-ng voice (the held-out one, or any other), speed and pitch, with silence
-    around it and white noise at 15-30 dB SNR; float32 at 16 kHz."""
+    around it and white noise at 15-30 dB SNR: float32 samples at 16 kHz, and the voice's name."""
     from mumo.data.speech import VOICES, draw_voice
 
     voices = (HELD_OUT_VOICE,) if held_out else tuple(v for v in VOICES if v != HELD_OUT_VOICE)
-    speech = speaker.say(text, draw_voice(rng, voices, speeds=(140, 160, 180, 200), pitches=(30, 45, 60, 75)))
+    voice = draw_voice(rng, voices, speeds=(140, 160, 180, 200), pitches=(30, 45, 60, 75))
+    speech = speaker.say(text, voice)
     before, after = (int(rng.integers(800, 4800)) for _ in range(2))  # 50-300 ms of silence
     wave = np.concatenate([np.zeros(before, np.float32), speech, np.zeros(after, np.float32)])
     power = float(np.mean(speech**2))
@@ -347,7 +351,8 @@ def spoken(text: str, rng: np.random.Generator, speaker: Any, held_out: bool) ->
         power / 10 ** (rng.uniform(15, 30) / 10)
     )
     mixed = wave + noise
-    return (mixed * rng.uniform(0.4, 0.9) / max(float(np.abs(mixed).max()), 1e-6)).astype(np.float32)
+    wave = (mixed * rng.uniform(0.4, 0.9) / max(float(np.abs(mixed).max()), 1e-6)).astype(np.float32)
+    return wave, voice.name
 
 
 def label_for(item: ShapeItem) -> str:
@@ -407,7 +412,8 @@ def make_shapes(
     ``label`` picks the target: ``shape-pitch`` (:func:`label_for`) or ``interaction``
     (:func:`interaction_label_for`). ``variant`` picks the manifests' columns: ``label`` (image, sound,
     caption, weight, label), ``captions`` (image, caption: to generate captions) or ``qa`` (image,
-    question, answer: :func:`question_for`) or ``speech`` (speech, transcript: :func:`transcript_for`
+    question, answer: :func:`question_for`), ``draw`` (caption, image: train and val without the
+    HELD_OUT_COMBOS) or ``speech`` (speech, transcript: :func:`transcript_for`
     spoken by espeak-ng, see :func:`spoken`); captions and qa write no audio, speech no images. Returns the paths of the
     ``train``, ``val``, ``test`` manifests and of ``attributes``.
     """
@@ -439,11 +445,11 @@ def make_shapes(
             rng = _item_rng(seed, i, _SPEECH_STREAM)
             transcript = transcript_for(item, rng)
             held_out = split_names[i] == "test" and rng.random() < 0.5
-            write_speech(str(out / sound_rel), spoken(transcript, rng, speaker, held_out))
+            wave, voice = spoken(transcript, rng, speaker, held_out)
+            write_speech(str(out / sound_rel), wave)
             rows.append((sound_rel, transcript))
-            attrs.append(
-                {"id": i, "split": split_names[i], **{c: getattr(item, c) for c in ATTRIBUTE_COLUMNS[2:]}}
-            )
+            attributes = {c: getattr(item, c) for c in ATTRIBUTE_COLUMNS[2:]}
+            attrs.append({"id": i, "split": split_names[i], **attributes, "voice": voice})
             continue
         render_image(item, _item_rng(seed, i, _IMAGE_STREAM), image_size).save(out / image_rel)
         caption = caption_for(item, _item_rng(seed, i, _CAPTION_STREAM))
@@ -452,6 +458,8 @@ def make_shapes(
             rows.append((image_rel, sound_rel, caption, item.weight, labeller(item)))
         elif variant == "captions":
             rows.append((image_rel, caption))
+        elif variant == "draw":
+            rows.append((caption, image_rel))
         else:
             rows.append((image_rel, *question_for(item, _item_rng(seed, i, _QUESTION_STREAM))))
         attrs.append(
@@ -459,12 +467,19 @@ def make_shapes(
         )
 
     manifest = pd.DataFrame(rows, columns=list(VARIANTS[variant]))
-    attributes = pd.DataFrame(attrs, columns=list(ATTRIBUTE_COLUMNS))
+    kept = pd.Series(True, index=manifest.index)
+    if variant == "draw":
+        held = pd.Series([(a["color"], a["shape"]) in HELD_OUT_COMBOS for a in attrs], index=manifest.index)
+        kept = ~held | (pd.Series(split_names, index=manifest.index) == "test")
+    attributes = pd.DataFrame(
+        attrs, columns=[*ATTRIBUTE_COLUMNS, *(["voice"] if variant == "speech" else [])]
+    )
     paths: dict[str, Path] = {}
     start = 0
     for name, size in zip(("train", "val", "test"), split_sizes, strict=True):
         paths[name] = out / f"{name}.csv"
-        _write_csv_atomic(manifest.iloc[start : start + size], paths[name])
+        part = manifest.iloc[start : start + size]
+        _write_csv_atomic(part[kept.iloc[start : start + size]], paths[name])
         start += size
     paths["attributes"] = out / "attributes.csv"
     _write_csv_atomic(attributes, paths["attributes"])

@@ -4,6 +4,7 @@ and a tokenizer for text to generate."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,10 @@ class TargetProcessor:
 
     def encode(self, values: list[Any]) -> Any:
         raise NotImplementedError
+
+    def encode_cells(self, values: list[Any], base_dir: Path) -> Any:
+        """encode() for cells of a manifest whose file paths are relative to base_dir."""
+        return self.encode(values)
 
     def stack(self, encoded: list[Any]) -> Tensor:
         raise NotImplementedError
@@ -280,6 +285,39 @@ class TextTarget(TargetProcessor):
         self.longest, self.median_words = int(state["longest"]), float(state["median_words"])
         self.lm_config = state.get("lm_config")
         self.tokenizer = Tokenizer.from_str(state["tokenizer"]) if state.get("tokenizer") else None
+
+
+class ImageTarget(TargetProcessor):
+    """An image column to generate: each image decoded to RGB, its centre square resized to `size`,
+    kept as (size, size, 3) uint8 and stacked as (N, 3, size, size) floats in [0, 1]."""
+
+    def __init__(self, columns: list[str], size: int = 32) -> None:
+        super().__init__(columns)
+        self.size = size
+
+    def encode(self, values: list[Any]) -> Any:
+        raise CellError("an image target needs the manifest's folder (encode_cells)")
+
+    def encode_cells(self, values: list[Any], base_dir: Path) -> Any:
+        from mumo.modalities.image import decode_image, resolve
+
+        return decode_image(resolve(values[0], base_dir), self.size)
+
+    def stack(self, encoded: list[Any]) -> Tensor:
+        if not encoded:
+            return torch.zeros(0, 3, self.size, self.size)
+        return torch.from_numpy(np.stack(encoded)).permute(0, 3, 1, 2).float() / 255.0
+
+    @property
+    def out_dim(self) -> int:
+        return 3 * self.size * self.size
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "size": self.size}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        self.size = int(state["size"])
 
 
 def _label(value: Any) -> str:

@@ -12,12 +12,13 @@ from mumo.cells import as_number
 from mumo.config import AutoTaskOptions, TaskOptions
 from mumo.config_errors import format_validation_error
 from mumo.data.prepare import Schema
-from mumo.data.table import Table
+from mumo.data.table import IMAGE_EXTENSIONS, Table
 from mumo.errors import ConfigError, DataError
 from mumo.tasks import (  # noqa: F401  (registration)
     classification,
     contrastive,
     generation,
+    image_generation,
     matching,
     multilabel,
     regression,
@@ -62,8 +63,9 @@ def resolve_task(options: TaskOptions, schema: Schema, train: Table) -> tuple[ty
 
 
 def infer_target_task(values: list[Any]) -> str:
-    """classification for labels, regression for real-valued targets, generation for free text
-    (sentences: more than 3 words on average, or over 100 values that are mostly distinct)."""
+    """classification for labels, regression for real-valued targets, image_generation for image files,
+    generation for free text (sentences: more than 3 words on average, or over 100 values that are mostly
+    distinct)."""
     present = [v for v in values if v is not None]
     numbers = [as_number(v) for v in present]
     if present and all(n is not None for n in numbers):
@@ -73,6 +75,9 @@ def infer_target_task(values: list[Any]) -> str:
             return "regression"
         return "classification"
     if present:
+        strings = [str(v).lower() for v in present]
+        if sum(s.endswith(IMAGE_EXTENSIONS) for s in strings) >= 0.9 * len(strings):
+            return "image_generation"
         words = sum(len(str(v).split()) for v in present) / len(present)
         distinct_texts = len({str(v) for v in present})
         if words > 3 or (distinct_texts > 100 and distinct_texts > len(present) / 2):

@@ -1,0 +1,95 @@
+"""task: image_generation — images drawn from a caption: conditioning, seeds, `mumo generate`, reload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from tests.conftest import run_cli
+
+import mumo
+from mumo.cli import main
+from mumo.data.builtin import materialize
+from mumo.data.shapes import HELD_OUT_COMBOS
+
+
+@pytest.fixture(scope="module")
+def draw_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    config = {
+        "name": "draw",
+        "data": {"train": "builtin:shapes-draw", "builtin": {"n": 800}},
+        "model": {"dim": 32, "generator": {"channels": [16, 32, 64], "latent": 8}},
+        "train": {"epochs": 25, "batch_size": 32, "lr": 2e-3, "progress": False},
+    }
+    return mumo.train(config, out=tmp_path_factory.mktemp("draw") / "run", quiet=True)
+
+
+def test_auto_task_and_the_split_without_held_out_pairs(draw_run: Any) -> None:
+    assert draw_run.model.task.name == "image_generation"  # task auto: the target holds image files
+    paths = materialize("shapes-draw", 800, 0)
+    import pandas as pd
+
+    captions = " ".join(pd.read_csv(paths["train"])["caption"]).lower()
+    for colour, shape in HELD_OUT_COMBOS:  # never shown together in train (test has them)
+        assert f"{colour} {shape}" not in captions
+    metrics = draw_run.metrics["test"]
+    assert {"elbo", "reconstruction", "kl", "mse", "spread"} <= set(metrics)
+    assert metrics["spread"] > 0  # samples for one request differ
+
+
+def test_the_caption_decides_the_picture(draw_run: Any) -> None:
+    """On this little training the background (most of the pixels) already follows the words; colours
+    and shapes of the small objects take the default run (benchmarks/image_generation.py)."""
+    model = draw_run.model
+    dark = model.generate([{"caption": "a large red square on a dark background"}], n=8, seed=0)[0]
+    light = model.generate([{"caption": "a large red square on a light background"}], n=8, seed=0)[0]
+    assert all(image.size == (32, 32) and image.mode == "RGB" for image in dark + light)
+    brightness = [np.mean([np.median(np.asarray(i, np.float64)) for i in images]) for images in (dark, light)]
+    assert brightness[1] - brightness[0] > 60, brightness
+
+
+def test_seeds_repeat_and_differ(draw_run: Any) -> None:
+    model = draw_run.model
+    row = [{"caption": "a small green circle at the top left"}]
+    first = [np.asarray(i) for i in model.generate(row, n=3, seed=7)[0]]
+    again = [np.asarray(i) for i in model.generate(row, n=3, seed=7)[0]]
+    other = [np.asarray(i) for i in model.generate(row, n=3, seed=8)[0]]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_generate_command_writes_pngs_reloaded_in_a_fresh_process(draw_run: Any, tmp_path: Path) -> None:
+    out = tmp_path / "pngs"
+    args = [
+        "generate",
+        str(draw_run.path),
+        "--text",
+        "a red circle",
+        "--n",
+        "2",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+    ]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["0-0.png", "0-1.png"]
+    expected = draw_run.model.generate([{"caption": "a red circle"}], n=2, seed=3)[0]
+    for j, image in enumerate(expected):
+        assert np.array_equal(np.asarray(Image.open(out / f"0-{j}.png")), np.asarray(image))
+    assert main(args) == 2  # never overwrites what is there
+
+
+def test_generate_refuses_a_run_that_draws_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mumo.errors import MumoError
+    from mumo.predictor import Predictor
+
+    assert hasattr(Predictor, "generate")
+    with pytest.raises(MumoError, match="^generate: a classification run does not draw images"):
+        Predictor.generate(type("P", (), {"task": type("T", (), {"name": "classification"})()})(), [{}])  # type: ignore[arg-type]
