@@ -3,7 +3,7 @@ itself. Each options class is a tagged union member (its `type`), so errors name
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -256,6 +256,7 @@ DecoderConfig = Annotated[LMDecoderOptions | CTCDecoderOptions, Field(discrimina
 
 
 class CVAEOptions(Section):
+    metrics: ClassVar[tuple[str, ...]] = ("elbo", "reconstruction", "kl", "mse")  # the main one first
     type: Literal["cvae"] = "cvae"
     size: int = Field(
         32, ge=8, description="Side of the generated images (a multiple of 2 ** len(channels))."
@@ -273,7 +274,27 @@ class CVAEOptions(Section):
     )
 
 
-GeneratorConfig = CVAEOptions  # a union (with diffusion) once there are two
+class DiffusionOptions(Section):
+    metrics: ClassVar[tuple[str, ...]] = ("denoising",)
+    type: Literal["diffusion"] = "diffusion"
+    size: int = Field(
+        32, ge=8, description="Side of the generated images (a multiple of 2 ** (len(channels) - 1))."
+    )
+    channels: list[int] = Field(
+        [32, 64, 64],
+        min_length=2,
+        description="UNet channels per resolution (multiples of 8); attention at the lowest.",
+    )
+    layers: int = Field(1, ge=1, description="ResNet blocks per resolution.")
+    steps: int = Field(1000, ge=10, description="Noise levels of training (DDPM).")
+    sampling_steps: int = Field(50, ge=1, description="DDIM steps when drawing.")
+    guidance: float = Field(3.0, ge=0, description="Classifier-free guidance scale (1 = none).")
+    unconditional: float = Field(
+        0.1, ge=0, lt=1, description="Share of training rows whose condition is hidden (for guidance)."
+    )
+
+
+GeneratorConfig = Annotated[CVAEOptions | DiffusionOptions, Field(discriminator="type")]
 
 
 class ModelConfig(Section):
@@ -317,8 +338,16 @@ class ModelConfig(Section):
         return {"type": "lm", **value} if isinstance(value, dict) and "type" not in value else value
 
     generator: GeneratorConfig | None = Field(
-        None, description="The image generator of task: image_generation; null = cvae (a conditional VAE)."
+        None,
+        description="The image generator of task: image_generation: cvae (a conditional VAE) or diffusion "
+        "(a conditional DDPM through diffusers); null = cvae.",
     )
+
+    @field_validator("generator", mode="before")
+    @classmethod
+    def _generator_type(cls, value: Any) -> Any:
+        return {"type": "cvae", **value} if isinstance(value, dict) and "type" not in value else value
+
     init_from: str | None = Field(
         None, description="A run whose encoders (and their processors) start this model, matched by column."
     )

@@ -161,6 +161,7 @@ def test_infer_target_task() -> None:
     assert infer_target_task(["a red circle on the left", "a big blue square"] * 5) == "generation"
     assert infer_target_task([f"item {i}" for i in range(150)]) == "generation"  # mostly distinct
     assert infer_target_task([f"class {i % 120}" for i in range(1200)]) == "classification"
+    assert infer_target_task([f"img/{i}.png" for i in range(10)]) == "image_generation"
 
 
 # --------------------------------------------------------------------------------------- errors

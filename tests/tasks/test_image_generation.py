@@ -93,3 +93,31 @@ def test_generate_refuses_a_run_that_draws_nothing(
     assert hasattr(Predictor, "generate")
     with pytest.raises(MumoError, match="^generate: a classification run does not draw images"):
         Predictor.generate(type("P", (), {"task": type("T", (), {"name": "classification"})()})(), [{}])  # type: ignore[arg-type]
+
+
+def test_diffusion_generator_trains_and_draws_the_same_for_a_seed() -> None:
+    import torch
+
+    from mumo.config_model import DiffusionOptions
+    from mumo.generators import build_generator
+
+    torch.manual_seed(0)
+    options = DiffusionOptions(size=8, channels=[8, 16], sampling_steps=3, guidance=2.0)
+    generator = build_generator(options, 4)
+    images, condition = torch.rand(6, 3, 8, 8), torch.randn(6, 4)
+    optimizer = torch.optim.Adam(generator.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = generator.losses(images, condition)["loss"]  # type: ignore[operator]
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert sum(losses[-5:]) < sum(losses[:5])  # it learns to predict the noise
+    generator.eval()
+    first = generator.sample(condition[:2], torch.Generator().manual_seed(1))  # type: ignore[operator]
+    again = generator.sample(condition[:2], torch.Generator().manual_seed(1))  # type: ignore[operator]
+    assert first.shape == (2, 3, 8, 8) and 0 <= float(first.min()) and float(first.max()) <= 1
+    assert torch.equal(first, again)
+    validation = [float(generator.losses(images, condition)["denoising"]) for _ in range(2)]  # type: ignore[operator]
+    assert validation[0] == validation[1]  # fixed noise levels and noises outside training

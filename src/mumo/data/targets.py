@@ -291,9 +291,10 @@ class ImageTarget(TargetProcessor):
     """An image column to generate: each image decoded to RGB, its centre square resized to `size`,
     kept as (size, size, 3) uint8 and stacked as (N, 3, size, size) floats in [0, 1]."""
 
-    def __init__(self, columns: list[str], size: int = 32) -> None:
+    def __init__(self, columns: list[str], size: int = 32, metrics: tuple[str, ...] = ("loss",)) -> None:
         super().__init__(columns)
         self.size = size
+        self.metrics = tuple(metrics)  # the generator's metrics, the main one first: the task's
 
     def encode(self, values: list[Any]) -> Any:
         raise CellError("an image target needs the manifest's folder (encode_cells)")
@@ -313,11 +314,11 @@ class ImageTarget(TargetProcessor):
         return 3 * self.size * self.size
 
     def state(self) -> dict[str, Any]:
-        return {**super().state(), "size": self.size}
+        return {**super().state(), "size": self.size, "metrics": list(self.metrics)}
 
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
-        self.size = int(state["size"])
+        self.size, self.metrics = int(state["size"]), tuple(state["metrics"])
 
 
 def _label(value: Any) -> str:

@@ -34,8 +34,7 @@ from mumo.tasks.base import TASKS, Direction, Evaluated, ReportSection, Task
 if TYPE_CHECKING:
     from mumo.predictor import Predictor
 
-METRICS = ("elbo", "reconstruction", "kl", "mse")
-SPREAD_ROWS, SPREAD_SAMPLES = 64, 4  # rows and samples per row behind the `spread` metric
+SPREAD_ROWS, SPREAD_SAMPLES = 16, 4  # rows and samples per row behind the `spread` metric
 
 
 class ImageGenerationOptions(TaskOptions):
@@ -95,7 +94,7 @@ class ImageGeneration(Task):
     @classmethod
     def make_target(cls, columns: list[str], model: ModelConfig | None = None) -> TargetProcessor | None:
         generator = (model.generator if model is not None else None) or CVAEOptions()
-        return ImageTarget(columns, generator.size)
+        return ImageTarget(columns, generator.size, generator.metrics)
 
     def build_network(self, model: ModelConfig, processors: dict[str, Any]) -> nn.Module:
         encoders = build_encoders(model, self.inputs, processors)
@@ -108,7 +107,7 @@ class ImageGeneration(Task):
             encoders, fusion, nn.Identity(), model.dim, None, modality_dropout(model, self.inputs)
         )
         generator = model.generator or CVAEOptions()
-        if generator.size != self.target.size:
+        if generator.size != self.target.size:  # checked too: the run's images were stacked at that size
             raise ConfigError(
                 f"model.generator.size: {generator.size} differs from the run's images ({self.target.size})"
             )
@@ -121,27 +120,25 @@ class ImageGeneration(Task):
         """outputs: per row, the batch's elbo, reconstruction, kl and mse (their mean over rows weighs
         each batch by its size)."""
         losses = network.losses(batch)  # type: ignore[operator]
-        row = torch.stack([losses[name].detach().float() for name in METRICS])
+        row = torch.stack([losses[name].detach().float() for name in self.metric_names])
         return losses["loss"], row.expand(len(batch), -1), torch.zeros(len(batch))
 
     def metrics(self, targets: Tensor, outputs: Tensor) -> dict[str, float]:
+        names = self.metric_names
         if not len(outputs):
-            return {name: math.nan for name in METRICS}
-        return {name: float(value) for name, value in zip(METRICS, outputs.mean(0).tolist(), strict=True)}
+            return {name: math.nan for name in names}
+        return {name: float(value) for name, value in zip(names, outputs.mean(0).tolist(), strict=True)}
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return self.target.metrics
 
     def directions(self) -> dict[str, Direction]:
-        return {
-            "elbo": "min",
-            "reconstruction": "min",
-            "kl": "min",
-            "mse": "min",
-            "spread": "max",
-            "loss": "min",
-        }
+        return {**dict.fromkeys(self.metric_names, "min"), "spread": "max", "loss": "min"}  # type: ignore[dict-item]
 
     @property
     def main_metric(self) -> str:
-        return "elbo"
+        return self.metric_names[0]
 
     # ------------------------------------------------------------------------------------- prediction
     def predict_outputs(self, network: nn.Module, batch: Batch) -> Tensor:
@@ -178,7 +175,8 @@ class ImageGeneration(Task):
         """The generator's losses (posterior means, no sampling), and `spread`: the mean per-pixel standard
         deviation of SPREAD_SAMPLES images drawn for each of the first SPREAD_ROWS rows (0: the same image
         every time)."""
-        hidden, sums, count = set(absent), np.zeros(len(METRICS)), 0
+        names = self.metric_names
+        hidden, sums, count = set(absent), np.zeros(len(names)), 0
         network: Any = predictor.network
         spreads = []
         with torch.no_grad():
@@ -189,9 +187,9 @@ class ImageGeneration(Task):
                     items, predictor.processors, [split.targets[i] for i in rows], self.target, False
                 )
                 losses = network.losses(batch)
-                sums += np.array([float(losses[name]) * len(rows) for name in METRICS])
+                sums += np.array([float(losses[name]) * len(rows) for name in names])
                 count += len(rows)
-                if start == 0:
+                if start == 0 and not hidden:  # (each input's contribution is scored by the losses)
                     first = make_batch(
                         {c: v[:SPREAD_ROWS] for c, v in items.items()},
                         predictor.processors,
@@ -201,7 +199,7 @@ class ImageGeneration(Task):
                     )
                     samples = network.sample(first, SPREAD_SAMPLES, self.options.seed)  # (B, n, 3, S, S)
                     spreads.append(float(samples.std(dim=1).mean()))
-        metrics = {name: float(total / max(count, 1)) for name, total in zip(METRICS, sums, strict=True)}
+        metrics = {name: float(total / max(count, 1)) for name, total in zip(names, sums, strict=True)}
         metrics["spread"] = spreads[0] if spreads else math.nan
         return Evaluated(metrics)
 
