@@ -47,6 +47,9 @@ bench: install
 	-$(BIN)/python -m benchmarks.pretrain_finetune
 	-$(BIN)/python -m benchmarks.retrieval
 	-$(BIN)/python -m benchmarks.interaction
+	-$(BIN)/python -m benchmarks.generation
+	-$(BIN)/python -m benchmarks.speech
+	-$(BIN)/python -m benchmarks.image_generation
 
 bench-speed: install
 	$(BIN)/mumo bench --json benchmarks/results/bench.json --markdown BENCHMARKS.md

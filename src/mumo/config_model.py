@@ -250,6 +250,18 @@ class CTCDecoderOptions(Section):
     )
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout between the GRU layers.")
     max_length: int = Field(512, ge=1, description="Units kept per target (the rest is cut).")
+    beam: int = Field(
+        8, ge=1, description="Prefix beam search width when predicting (1 = greedy); validation is greedy."
+    )
+    lm_order: int = Field(
+        6, ge=0, description="Order of the unit n-gram language model fitted on the train targets (0 = none)."
+    )
+    lm_weight: float = Field(
+        0.5, ge=0, description="Weight of the language model in the beam search (shallow fusion)."
+    )
+    length_bonus: float = Field(
+        0.5, description="Score added per unit in the beam search (offsets the LM's cost)."
+    )
 
 
 DecoderConfig = Annotated[LMDecoderOptions | CTCDecoderOptions, Field(discriminator="type")]

@@ -39,6 +39,7 @@ class Decoding:
     temperature: float = 1.0
     top_p: float = 1.0
     num_return_sequences: int = 1
+    greedy: bool = False  # validation: the cheapest decoding (ctc: no beam search)
 
 
 def position_ids(mask: Tensor) -> Tensor:
@@ -152,8 +153,11 @@ class CTCDecoder(nn.Module):
     decoded greedily, each row cut at its own number of steps (decoding padded frames would add
     characters), repeats merged and blanks dropped."""
 
-    def __init__(self, options: CTCDecoderOptions, dim: int, vocab: int, blank: int, eos: int) -> None:
+    def __init__(
+        self, options: CTCDecoderOptions, dim: int, vocab: int, blank: int, eos: int, ngram: Any = None
+    ) -> None:
         super().__init__()
+        self.options, self.ngram = options, ngram
         self.factor = options.upsample
         self.upsample = nn.Linear(dim, dim * options.upsample) if options.upsample > 1 else nn.Identity()
         self.rnn = (
@@ -231,11 +235,23 @@ class CTCDecoder(nn.Module):
         """(B, max_new_tokens): the greedy transcript, its end, then PAD (the blank)."""
         if decoding.num_beams > 1 or decoding.do_sample or decoding.num_return_sequences > 1:
             raise MumoError(
-                "task.num_beams / do_sample / num_return_sequences: model.decoder ctc decodes greedily, one text per row"
+                "task.num_beams / do_sample / num_return_sequences: model.decoder ctc writes one text per row "
+                "(its beam search is model.decoder.beam)"
             )
         logits, lengths = self.steps(tokens, mask)
+        if decoding.greedy or self.options.beam == 1:
+            found = self.greedy(logits, lengths)
+        else:
+            from mumo.ngram import prefix_beam_search
+
+            log_probs = logits.float().log_softmax(-1).cpu().numpy()
+            o = self.options
+            found = [
+                prefix_beam_search(rows[:length], self.blank, o.beam, self.ngram, o.lm_weight, o.length_bonus)
+                for rows, length in zip(log_probs, lengths.tolist(), strict=True)
+            ]
         ids = torch.full((len(tokens), decoding.max_new_tokens), self.blank, dtype=torch.long)
-        for i, units in enumerate(self.greedy(logits, lengths)):
+        for i, units in enumerate(found):
             units = [*units[: decoding.max_new_tokens - 1], self.eos]
             ids[i, : len(units)] = torch.tensor(units, dtype=torch.long)
         return ids
@@ -246,7 +262,7 @@ def build_decoder(options: DecoderConfig | None, dim: int, target: TextTarget) -
     if isinstance(options, CTCDecoderOptions):
         if dim < 2:
             raise ConfigError("model.dim: too small for the ctc decoder")
-        return CTCDecoder(options, dim, target.out_dim, target.pad, target.eos)
+        return CTCDecoder(options, dim, target.out_dim, target.pad, target.eos, target.ngram)
     return build_lm_decoder(options or LMDecoderOptions(), dim, target)
 
 

@@ -315,7 +315,7 @@ def test_ctc_decoder_trains_and_decodes_rows_alone_as_in_a_batch() -> None:
         length = int(mask[row].sum())
         alone = decoder.generate(tokens[row : row + 1, :length], mask[row : row + 1, :length], Decoding(6))
         assert torch.equal(alone[0], ids[row])
-    with pytest.raises(MumoError, match="ctc decodes greedily"):
+    with pytest.raises(MumoError, match="ctc writes one text per row"):
         decoder.generate(tokens, mask, Decoding(6, num_beams=2, num_return_sequences=2))
 
 
@@ -344,3 +344,33 @@ def test_speech_defaults_to_ctc_over_conv1d_frames_and_reloads(tmp_path: Path) -
     assert all(t == " ".join(t.split()) and t == t.lower() for t in transcripts)  # words only, lower case
     expected = [r["generated"] for r in run.model.predict(str(test))]
     assert [r["generated"] for r in mumo.load(run.path).predict(str(test))] == expected
+
+
+def test_unit_ngram_is_a_distribution_and_round_trips() -> None:
+    from mumo.ngram import END, UnitNgram
+
+    lm = UnitNgram(3, vocab=6)
+    lm.fit([[4, 5, 4, 5], [4, 5, 5], [5, 4]])
+    for history in [(), (4,), (4, 5), (2, 2)]:
+        total = sum(lm.prob(history, u) for u in [*range(6), END])
+        assert total == pytest.approx(1.0)
+    assert lm.prob((4,), 5) > lm.prob((4,), 4)
+    again = UnitNgram.from_state(json.loads(json.dumps(lm.state())))
+    assert again.prob((4, 5), 4) == lm.prob((4, 5), 4)
+
+
+def test_prefix_beam_search_with_a_language_model() -> None:
+    import numpy as np
+
+    from mumo.ngram import UnitNgram, prefix_beam_search
+
+    blank = 0
+    peaked = np.log(np.full((5, 4), 0.01))
+    for t, unit in enumerate([1, 1, 0, 1, 2]):  # greedy: 1 (repeat merged), blank, 1, 2 → [1, 1, 2]
+        peaked[t, unit] = np.log(0.97)
+    assert prefix_beam_search(peaked, blank, beam=4) == [1, 1, 2]
+    # an ambiguous step (unit 2 or 3 alike): the language model, which has only seen 1 → 3, decides
+    ambiguous = np.log(np.array([[0.02, 0.96, 0.01, 0.01], [0.02, 0.01, 0.485, 0.485]]))
+    lm = UnitNgram(2, vocab=4)
+    lm.fit([[1, 3]] * 5)
+    assert prefix_beam_search(ambiguous, blank, beam=4, lm=lm, lm_weight=1.0) == [1, 3]

@@ -157,9 +157,16 @@ class TextTarget(TargetProcessor):
     SPECIAL = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
 
     def __init__(
-        self, columns: list[str], vocab_size: int = 4000, max_length: int = 128, source: Any = None
+        self,
+        columns: list[str],
+        vocab_size: int = 4000,
+        max_length: int = 128,
+        source: Any = None,
+        ngram_order: int = 0,
     ) -> None:
         super().__init__(columns)
+        self.ngram_order = ngram_order  # > 0: a unit n-gram language model of the train targets (ctc)
+        self.ngram: Any = None
         self.vocab_size, self.max_length = vocab_size, max_length
         self.source = source  # a pretrained LM's folder, while fitting (not saved)
         self.tokenizer: Any = None
@@ -174,7 +181,13 @@ class TextTarget(TargetProcessor):
             self._pretrained()
         else:
             self._train(texts)
-        lengths = [len(e.ids) for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+        encoded = [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+        lengths = [len(ids) for ids in encoded]
+        if self.ngram_order > 0:
+            from mumo.ngram import UnitNgram
+
+            self.ngram = UnitNgram(self.ngram_order, self.out_dim)
+            self.ngram.fit([ids[: self.max_length] for ids in encoded])
         self.longest = min(max(lengths, default=1), self.max_length)
         self.median_words = float(np.median([len(t.split()) for t in texts])) if texts else 0.0
 
@@ -273,6 +286,7 @@ class TextTarget(TargetProcessor):
             "median_words": self.median_words,
             "lm_config": self.lm_config,
             "tokenizer": self.tokenizer.to_str() if self.tokenizer is not None else None,
+            "ngram": self.ngram.state() if self.ngram is not None else None,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -285,6 +299,11 @@ class TextTarget(TargetProcessor):
         self.longest, self.median_words = int(state["longest"]), float(state["median_words"])
         self.lm_config = state.get("lm_config")
         self.tokenizer = Tokenizer.from_str(state["tokenizer"]) if state.get("tokenizer") else None
+        if state.get("ngram"):
+            from mumo.ngram import UnitNgram
+
+            self.ngram = UnitNgram.from_state(state["ngram"])
+            self.ngram_order = self.ngram.order
 
 
 class ImageTarget(TargetProcessor):

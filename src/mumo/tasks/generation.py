@@ -142,7 +142,8 @@ class Generation(Task):
         decoder = model.decoder if model is not None else None
         if isinstance(decoder, CTCDecoderOptions):  # characters: no merges, only the alphabet
             vocab = 1 if decoder.units == "chars" else decoder.vocab_size
-            return TextTarget(columns, vocab, decoder.max_length)
+            order = decoder.lm_order if decoder.beam > 1 else 0
+            return TextTarget(columns, vocab, decoder.max_length, ngram_order=order)
         decoder = decoder or LMDecoderOptions()
         source = None
         if decoder.pretrained is not None:
@@ -178,7 +179,7 @@ class Generation(Task):
     def decoding(self, greedy: bool = False) -> Decoding:
         """The task's decoding options (greedy: one greedy text per row, as validation uses)."""
         if greedy:
-            return Decoding(self.max_new_tokens)
+            return Decoding(self.max_new_tokens, greedy=True)
         o = self.options
         return Decoding(
             self.max_new_tokens,
