@@ -119,7 +119,7 @@ def test_invalid_encoder_type_lists_the_choices() -> None:
     raw = {**_minimal(), "model": {"encoders": {"cap": {"type": "rnn"}}}}
     assert _error(raw) == (
         "model.encoders.cap.type: 'rnn' is not a valid type; "
-        "choose one of 'transformer', 'gru', 'cnn', 'mlp', 'embedding', 'hf'"
+        "choose one of 'transformer', 'gru', 'cnn', 'conv1d', 'mlp', 'embedding', 'hf'"
     )
 
 
@@ -184,7 +184,7 @@ def test_task_options_exist_only_where_they_mean_something() -> None:
         "task.label_smoothng: unknown key (did you mean 'label_smoothing'?); valid keys: type, label_smoothing"
     )
     assert _error({**_minimal(), "task": {"type": "clasification"}}).startswith(
-        "task.type: 'clasification' is not a task; choose one of classification, contrastive, generation, matching"
+        "task.type: 'clasification' is not a task; choose one of classification, contrastive, generation, image_generation, matching"
     )
 
 
@@ -210,7 +210,7 @@ def test_unknown_key_inside_a_tagged_union_names_the_path_and_keys() -> None:
 def test_tag_tables_are_derived_from_the_unions() -> None:
     from mumo.config_model import ENCODER_OPTIONS, FUSION_OPTIONS
 
-    assert set(ENCODER_OPTIONS) == {"transformer", "gru", "cnn", "mlp", "embedding", "hf"}
+    assert set(ENCODER_OPTIONS) == {"transformer", "gru", "cnn", "conv1d", "mlp", "embedding", "hf"}
     assert set(FUSION_OPTIONS) == {
         "concat",
         "gated",
