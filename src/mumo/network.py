@@ -15,7 +15,7 @@ from mumo.errors import ConfigError
 from mumo.fusion import build_fusion, default_fusion
 from mumo.modalities import ENCODERS, Processor
 from mumo.modalities.base import encoder_key
-from mumo.outputs import EncoderOutput
+from mumo.outputs import EncoderOutput, FusionOutput
 
 
 def module_key(column: str) -> str:
@@ -263,6 +263,41 @@ def build_network(
         wide,
         modality_dropout(model, inputs),
         build_alignment(model, inputs),
+    )
+
+
+class FusedNetwork(nn.Module):
+    """Encoders and fusion (a MultimodalNetwork without a head) for tasks whose own part reads the fused
+    output (a text decoder, an image generator): `fuse(batch)` gives FusionOutput(pooled, tokens, mask)."""
+
+    def __init__(self, body: MultimodalNetwork) -> None:
+        super().__init__()
+        self.body = body
+
+    @property
+    def encoders(self) -> nn.ModuleDict:
+        """The encoders by module key (for the feature cache and model.init_from)."""
+        return self.body.encoders
+
+    def fuse(self, batch: Batch) -> FusionOutput:
+        presence = self.body.presence(batch)
+        return self.body.fusion(self.body.encode(batch, presence), presence)  # type: ignore[no-any-return]
+
+
+def build_body(
+    model: ModelConfig, inputs: dict[str, str], processors: dict[str, Processor]
+) -> MultimodalNetwork:
+    """Encoders and fusion without a head (see FusedNetwork); a fusion that is itself a head (late) is
+    refused: it has no fused vector and tokens to give."""
+    encoders = build_encoders(model, inputs, processors)
+    fusion = build_fusion(model.fusion, inputs, model.dim, model.dim)
+    if fusion.produces_logits:
+        raise ConfigError(
+            f"model.fusion.type: {getattr(model.fusion, 'type', '')!r} gives no fused tokens to read; "
+            "use cross, concat, attention, ..."
+        )
+    return MultimodalNetwork(
+        encoders, fusion, nn.Identity(), model.dim, None, modality_dropout(model, inputs)
     )
 
 

@@ -25,9 +25,8 @@ from mumo.data.table import Table
 from mumo.data.targets import TargetProcessor, TextTarget
 from mumo.decoders import Decoding, build_decoder
 from mumo.errors import ConfigError, DataError
-from mumo.fusion import build_fusion
 from mumo.metrics_text import TEXT_DIRECTIONS, sentence_scores, text_metrics
-from mumo.network import MultimodalNetwork, build_encoders, modality_dropout
+from mumo.network import FusedNetwork, MultimodalNetwork, build_body
 from mumo.report import cell_html, note
 from mumo.tasks.base import TASKS, Direction, Evaluated, ReportSection, Task
 
@@ -71,22 +70,16 @@ class GenerationOptions(TaskOptions):
         return self
 
 
-class GenerationNetwork(nn.Module):
-    """Encoders and fusion (a MultimodalNetwork without a head) → the fused vector and tokens → LMDecoder."""
+class GenerationNetwork(FusedNetwork):
+    """Encoders and fusion → the fused vector and tokens → the decoder (lm or ctc)."""
 
     def __init__(self, body: MultimodalNetwork, decoder: nn.Module) -> None:
-        super().__init__()
-        self.body, self.decoder = body, decoder
-
-    @property
-    def encoders(self) -> nn.ModuleDict:
-        """The encoders by module key (for the feature cache and model.init_from)."""
-        return self.body.encoders
+        super().__init__(body)
+        self.decoder = decoder
 
     def fused(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """What the decoder reads of the fused inputs (tokens (B, T, D) and their mask)."""
-        presence = self.body.presence(batch)
-        return self.decoder.inputs(self.body.fusion(self.body.encode(batch, presence), presence))  # type: ignore[operator]
+        return self.decoder.inputs(self.fuse(batch))  # type: ignore[operator,no-any-return]
 
     def loss(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         assert batch.target is not None
@@ -154,16 +147,7 @@ class Generation(Task):
 
     # --------------------------------------------------------------------------- network and training
     def build_network(self, model: ModelConfig, processors: dict[str, Any]) -> nn.Module:
-        encoders = build_encoders(model, self.inputs, processors)
-        fusion = build_fusion(model.fusion, self.inputs, model.dim, model.dim)
-        if fusion.produces_logits:
-            raise ConfigError(
-                f"model.fusion.type: {getattr(model.fusion, 'type', '')!r} gives no tokens to decode from; "
-                "use cross, concat, attention, ..."
-            )
-        body = MultimodalNetwork(
-            encoders, fusion, nn.Identity(), model.dim, None, modality_dropout(model, self.inputs)
-        )
+        body = build_body(model, self.inputs, processors)
         return GenerationNetwork(body, build_decoder(model.decoder, model.dim, self.target))
 
     def training_loss(self, network: nn.Module, batch: Batch) -> Tensor:

@@ -25,9 +25,8 @@ from mumo.data.prepare import Schema, Split
 from mumo.data.table import Table
 from mumo.data.targets import ImageTarget, TargetProcessor
 from mumo.errors import ConfigError, MumoError
-from mumo.fusion import build_fusion
 from mumo.generators import build_generator
-from mumo.network import MultimodalNetwork, build_encoders, modality_dropout
+from mumo.network import FusedNetwork, MultimodalNetwork, build_body
 from mumo.report import figure, image_html, note
 from mumo.tasks.base import TASKS, Direction, Evaluated, ReportSection, Task
 
@@ -42,20 +41,15 @@ class ImageGenerationOptions(TaskOptions):
     seed: int = Field(0, description="Seed of sampling: the same seed gives the same images.")
 
 
-class ImageGenerationNetwork(nn.Module):
-    """Encoders and fusion (a MultimodalNetwork without a head) → the fused vector → the generator."""
+class ImageGenerationNetwork(FusedNetwork):
+    """Encoders and fusion → the fused vector → the generator."""
 
     def __init__(self, body: MultimodalNetwork, generator: nn.Module) -> None:
-        super().__init__()
-        self.body, self.generator = body, generator
-
-    @property
-    def encoders(self) -> nn.ModuleDict:
-        return self.body.encoders
+        super().__init__(body)
+        self.generator = generator
 
     def condition(self, batch: Batch) -> Tensor:
-        presence = self.body.presence(batch)
-        return self.body.fusion(self.body.encode(batch, presence), presence).pooled  # type: ignore[no-any-return]
+        return self.fuse(batch).pooled
 
     def losses(self, batch: Batch) -> dict[str, Tensor]:
         assert batch.target is not None
@@ -97,15 +91,7 @@ class ImageGeneration(Task):
         return ImageTarget(columns, generator.size, generator.metrics)
 
     def build_network(self, model: ModelConfig, processors: dict[str, Any]) -> nn.Module:
-        encoders = build_encoders(model, self.inputs, processors)
-        fusion = build_fusion(model.fusion, self.inputs, model.dim, model.dim)
-        if fusion.produces_logits:
-            raise ConfigError(
-                f"model.fusion.type: {getattr(model.fusion, 'type', '')!r} gives no vector to draw from"
-            )
-        body = MultimodalNetwork(
-            encoders, fusion, nn.Identity(), model.dim, None, modality_dropout(model, self.inputs)
-        )
+        body = build_body(model, self.inputs, processors)
         generator = model.generator or CVAEOptions()
         if generator.size != self.target.size:  # checked too: the run's images were stacked at that size
             raise ConfigError(
