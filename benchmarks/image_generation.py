@@ -29,7 +29,7 @@ from benchmarks.common import save
 from mumo.config import parse_overrides
 from mumo.data.builtin import materialize
 from mumo.data.dataset import make_batch
-from mumo.data.shapes import HELD_OUT_COMBOS
+from mumo.data.shapes_tasks import HELD_OUT_COMBOS
 
 GOAL_CORRECT, GOAL_DIVERSITY = 0.95, 0.9
 

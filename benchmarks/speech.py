@@ -19,7 +19,7 @@ import mumo
 from benchmarks.common import save
 from mumo.config import parse_overrides
 from mumo.data.builtin import materialize
-from mumo.data.shapes import HELD_OUT_VOICE
+from mumo.data.shapes_tasks import HELD_OUT_VOICE
 from mumo.metrics_text import text_metrics
 
 GOAL = 0.02

@@ -13,7 +13,7 @@ from tests.conftest import run_cli
 import mumo
 from mumo.cli import main
 from mumo.data.builtin import materialize
-from mumo.data.shapes import HELD_OUT_COMBOS
+from mumo.data.shapes_tasks import HELD_OUT_COMBOS
 
 
 @pytest.fixture(scope="module")

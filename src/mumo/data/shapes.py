@@ -12,7 +12,6 @@ Everything is generated from a seed, without downloads, and is bit-for-bit repro
 from __future__ import annotations
 
 import io
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +39,6 @@ __all__ = [
     "label_for",
     "make_shapes",
     "query_for",
-    "question_for",
-    "transcript_for",
     "render_audio",
     "render_image",
     "sample_items",
@@ -64,8 +61,6 @@ VARIANTS = {
     "speech": ("speech", "transcript"),
     "draw": ("caption", "image"),
 }
-# builtin:shapes-draw: colour-shape pairs train and val never show (test has them: can the model compose?)
-HELD_OUT_COMBOS = (("red", "triangle"), ("blue", "cross"), ("green", "circle"), ("yellow", "square"))
 ATTRIBUTE_COLUMNS = ("id", "split", "shape", "color", "size", "row", "col", "background", "pitch", "rhythm")
 
 # Nominal RGB value of each colour (jittered per image).
@@ -85,8 +80,6 @@ _PITCH_RANGE_HZ = {"low": (250.0, 450.0), "high": (1100.0, 1800.0)}
 
 # Stream numbers separating the per-row random generators of each modality.
 _IMAGE_STREAM, _AUDIO_STREAM, _CAPTION_STREAM, _QUESTION_STREAM, _SPEECH_STREAM = 1, 2, 3, 4, 5
-# builtin:shapes-speech: half of the test rows are spoken by this voice, which train and val never hear.
-HELD_OUT_VOICE = "en-us-nyc"
 _SAMPLE_RATE = 8000
 
 
@@ -295,66 +288,6 @@ def query_for(item: ShapeItem, rng: np.random.Generator) -> str:
     )
 
 
-def _position_answer(item: ShapeItem) -> str:
-    if item.row == "middle" and item.col == "center":
-        return "center"
-    return f"{item.row} {item.col}"
-
-
-def question_for(item: ShapeItem, rng: np.random.Generator) -> tuple[str, str]:
-    """A question about the image and its short answer: colour, shape, size, position, background, or a
-    yes/no question about the colour (half of them true)."""
-    kind = int(rng.integers(6))
-    if kind == 0:
-        return _pick(
-            rng, (f"what colour is the {item.shape}?", "what color is the shape?", "which colour is it?")
-        ), item.color
-    if kind == 1:
-        return _pick(
-            rng, ("what shape is it?", f"which shape is {item.color}?", "what shape do you see?")
-        ), item.shape
-    if kind == 2:
-        return _pick(
-            rng, (f"how big is the {item.shape}?", f"what size is the {item.color} shape?")
-        ), item.size
-    if kind == 3:
-        return _pick(
-            rng, (f"where is the {item.shape}?", f"where is the {item.color} shape?")
-        ), _position_answer(item)
-    if kind == 4:
-        return _pick(
-            rng, ("is the background dark or light?", "what is the background like?")
-        ), item.background
-    asked = item.color if rng.random() < 0.5 else _pick(rng, tuple(c for c in COLORS if c != item.color))
-    return _pick(
-        rng, (f"is the {item.shape} {asked}?", f"is the shape {asked}?")
-    ), "yes" if asked == item.color else "no"
-
-
-def transcript_for(item: ShapeItem, rng: np.random.Generator) -> str:
-    """What builtin:shapes-speech says about the item: a caption in lower case, words only."""
-    return " ".join(re.findall(r"[a-z]+", caption_for(item, rng).lower()))
-
-
-def spoken(text: str, rng: np.random.Generator, speaker: Any, held_out: bool) -> tuple[np.ndarray, str]:
-    """`text` in a drawn espeak-ng voice (the held-out one, or any other), speed and pitch, with silence
-    around it and white noise at 15-30 dB SNR: float32 samples at 16 kHz, and the voice's name."""
-    from mumo.data.speech import VOICES, draw_voice
-
-    voices = (HELD_OUT_VOICE,) if held_out else tuple(v for v in VOICES if v != HELD_OUT_VOICE)
-    voice = draw_voice(rng, voices, speeds=(140, 160, 180, 200), pitches=(30, 45, 60, 75))
-    speech = speaker.say(text, voice)
-    before, after = (int(rng.integers(800, 4800)) for _ in range(2))  # 50-300 ms of silence
-    wave = np.concatenate([np.zeros(before, np.float32), speech, np.zeros(after, np.float32)])
-    power = float(np.mean(speech**2))
-    noise = rng.standard_normal(len(wave)).astype(np.float32) * np.sqrt(
-        power / 10 ** (rng.uniform(15, 30) / 10)
-    )
-    mixed = wave + noise
-    wave = (mixed * rng.uniform(0.4, 0.9) / max(float(np.abs(mixed).max()), 1e-6)).astype(np.float32)
-    return wave, voice.name
-
-
 def label_for(item: ShapeItem) -> str:
     """The target: shape (seen) and pitch (heard), e.g. ``"circle-high"``."""
     return f"{item.shape}-{item.pitch}"
@@ -424,6 +357,8 @@ def make_shapes(
     labeller = LABELS[label]
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
+    from mumo.data.shapes_tasks import HELD_OUT_COMBOS, question_for, spoken, transcript_for
+
     speaker = None
     if variant == "speech":
         from mumo.data.speech import Speaker
