@@ -1,9 +1,10 @@
 """task: generation — any inputs → a text column: image → caption, image + question → answer, audio →
 transcript, text → text.
 
-The inputs are encoded and fused as for any task; the fused tokens (and the fused vector) become, through
-a projector, the prefix of a causal language model that writes the target (mumo.decoders). Validation
-decodes greedily every epoch, so checkpoints are chosen by what is generated, not only by the loss.
+The inputs are encoded and fused as for any task; a decoder (mumo.decoders) writes the target from the
+fused output: `lm`, a causal language model whose prefix is the fused vector and tokens, or `ctc` over the
+fused frames (speech). Validation decodes greedily every epoch, so checkpoints are chosen by what is
+generated, not only by the loss.
 """
 
 from __future__ import annotations
