@@ -50,6 +50,7 @@ class Task:
     target_class: ClassVar[type[TargetProcessor] | None] = None  # None: the data need no target
     gradcache: ClassVar[bool] = False  # may train with GradCache accumulation (mumo.training.gradcache)
     compares_inputs: ClassVar[bool] = True  # metrics.json gets each input's contribution
+    one_target: ClassVar[bool] = False  # the task writes exactly one target column (a text, an image)
 
     def __init__(self, options: TaskOptions, inputs: dict[str, str], target: TargetProcessor | None) -> None:
         self.options, self.inputs, self.target = options, inputs, target
@@ -60,6 +61,10 @@ class Task:
         """The schema this task trains on (it may drop inputs or targets) and its options written out."""
         if cls.target_class is not None and not schema.targets:
             raise MumoError(f"task {cls.name}: no target; set data.target (or --target COLUMN)")
+        if cls.one_target and len(schema.targets) != 1:
+            raise MumoError(
+                f"data.target: task {cls.name} writes one column, got {len(schema.targets)} ({', '.join(schema.targets)})"
+            )
         return schema, options
 
     @classmethod

@@ -25,7 +25,7 @@ from mumo.data.prepare import Schema, Split
 from mumo.data.table import Table
 from mumo.data.targets import TargetProcessor, TextTarget
 from mumo.decoders import Decoding, build_decoder
-from mumo.errors import ConfigError, DataError
+from mumo.errors import DataError
 from mumo.metrics_text import TEXT_DIRECTIONS, sentence_scores, text_metrics
 from mumo.network import FusedNetwork, MultimodalNetwork, build_body
 from mumo.report import cell_html, note
@@ -100,17 +100,9 @@ class Generation(Task):
     name = "generation"
     Options = GenerationOptions
     target_class = TextTarget
+    one_target = True
     options: GenerationOptions
     target: TextTarget
-
-    @classmethod
-    def plan(cls, schema: Schema, options: TaskOptions) -> tuple[Schema, TaskOptions]:
-        schema, options = super().plan(schema, options)
-        if len(schema.targets) != 1:
-            raise ConfigError(
-                f"data.target: generation writes one text column, got {len(schema.targets)} ({', '.join(schema.targets)})"
-            )
-        return schema, options
 
     @classmethod
     def resolve_model(cls, model: ModelConfig, inputs: dict[str, str]) -> ModelConfig:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from mumo.config import TaskOptions
 from mumo.config_model import CVAEOptions, ModelConfig
 from mumo.data.dataset import Batch, make_batch
-from mumo.data.prepare import Schema, Split
+from mumo.data.prepare import Split
 from mumo.data.table import Table
 from mumo.data.targets import ImageTarget, TargetProcessor
 from mumo.errors import ConfigError, MumoError
@@ -73,17 +73,9 @@ class ImageGeneration(Task):
     name = "image_generation"
     Options = ImageGenerationOptions
     target_class = ImageTarget
+    one_target = True
     options: ImageGenerationOptions
     target: ImageTarget
-
-    @classmethod
-    def plan(cls, schema: Schema, options: TaskOptions) -> tuple[Schema, TaskOptions]:
-        schema, options = super().plan(schema, options)
-        if len(schema.targets) != 1:
-            raise ConfigError(
-                f"data.target: image_generation draws one image column, got {len(schema.targets)}"
-            )
-        return schema, options
 
     @classmethod
     def make_target(cls, columns: list[str], model: ModelConfig | None = None) -> TargetProcessor | None:
