@@ -256,6 +256,11 @@ class CTCDecoderOptions(Section):
     lm_order: int = Field(
         6, ge=0, description="Order of the unit n-gram language model fitted on the train targets (0 = none)."
     )
+    lm_text: str | None = Field(
+        None,
+        description="A UTF-8 text file, one sentence per line, the n-gram language model learns from besides "
+        "the train targets (text is easier to come by than transcribed audio).",
+    )
     lm_weight: float = Field(
         0.5, ge=0, description="Weight of the language model in the beam search (shallow fusion)."
     )

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -360,7 +361,6 @@ def test_unit_ngram_is_a_distribution_and_round_trips() -> None:
 
 
 def test_prefix_beam_search_with_a_language_model() -> None:
-    import numpy as np
 
     from mumo.ngram import UnitNgram, prefix_beam_search
 
@@ -374,3 +374,29 @@ def test_prefix_beam_search_with_a_language_model() -> None:
     lm = UnitNgram(2, vocab=4)
     lm.fit([[1, 3]] * 5)
     assert prefix_beam_search(ambiguous, blank, beam=4, lm=lm, lm_weight=1.0) == [1, 3]
+
+
+def test_lm_text_feeds_the_language_model_and_a_missing_file_is_one_line(tmp_path: Path) -> None:
+    from mumo.config_model import ModelConfig
+    from mumo.tasks.generation import Generation
+
+    (tmp_path / "more.txt").write_text("zebra quartz\n\nzebra quartz jump\n", encoding="utf-8")
+    plain, fed = (
+        Generation.make_target(
+            ["text"], ModelConfig.model_validate({"decoder": {"type": "ctc", "lm_order": 3, **extra}})
+        )
+        for extra in ({}, {"lm_text": str(tmp_path / "more.txt")})
+    )
+    for target in (plain, fed):
+        target.fit([["a red circle"], ["a blue square"]])
+    ids = fed.tokenizer.encode("zebra quartz", add_special_tokens=False).ids  # type: ignore[union-attr]
+
+    def likelihood(lm: Any) -> float:
+        return float(np.prod([lm.prob(tuple(ids[:i]), unit) for i, unit in enumerate(ids)]))
+
+    assert likelihood(fed.ngram) > 1000 * likelihood(plain.ngram)
+    missing = ModelConfig.model_validate({"decoder": {"type": "ctc", "lm_text": str(tmp_path / "none.txt")}})
+    with pytest.raises(
+        MumoError, match=r"^model.decoder.lm_text: cannot read .*none.txt: No such file or directory$"
+    ):
+        Generation.make_target(["text"], missing)

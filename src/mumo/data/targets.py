@@ -163,9 +163,11 @@ class TextTarget(TargetProcessor):
         max_length: int = 128,
         source: Any = None,
         ngram_order: int = 0,
+        ngram_texts: list[str] | None = None,
     ) -> None:
         super().__init__(columns)
         self.ngram_order = ngram_order  # > 0: a unit n-gram language model of the train targets (ctc)
+        self.ngram_texts = ngram_texts or []  # more text it learns from, while fitting (not saved)
         self.ngram: Any = None
         self.vocab_size, self.max_length = vocab_size, max_length
         self.source = source  # a pretrained LM's folder, while fitting (not saved)
@@ -186,8 +188,9 @@ class TextTarget(TargetProcessor):
         if self.ngram_order > 0:
             from mumo.ngram import UnitNgram
 
+            extra = self.tokenizer.encode_batch(self.ngram_texts, add_special_tokens=False)
             self.ngram = UnitNgram(self.ngram_order, self.out_dim)
-            self.ngram.fit([ids[: self.max_length] for ids in encoded])
+            self.ngram.fit([ids[: self.max_length] for ids in encoded + [e.ids for e in extra]])
         self.longest = min(max(lengths, default=1), self.max_length)
         self.median_words = float(np.median([len(t.split()) for t in texts])) if texts else 0.0
 

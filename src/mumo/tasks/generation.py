@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from html import escape
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -25,7 +26,7 @@ from mumo.data.prepare import Schema, Split
 from mumo.data.table import Table
 from mumo.data.targets import TargetProcessor, TextTarget
 from mumo.decoders import Decoding, build_decoder
-from mumo.errors import DataError
+from mumo.errors import ConfigError, DataError
 from mumo.metrics_text import TEXT_DIRECTIONS, sentence_scores, text_metrics
 from mumo.network import FusedNetwork, MultimodalNetwork, build_body
 from mumo.report import cell_html, note
@@ -129,7 +130,8 @@ class Generation(Task):
         if isinstance(decoder, CTCDecoderOptions):  # characters: no merges, only the alphabet
             vocab = 1 if decoder.units == "chars" else decoder.vocab_size
             order = decoder.lm_order if decoder.beam > 1 else 0
-            return TextTarget(columns, vocab, decoder.max_length, ngram_order=order)
+            extra = _lines(decoder.lm_text, "model.decoder.lm_text") if order and decoder.lm_text else []
+            return TextTarget(columns, vocab, decoder.max_length, ngram_order=order, ngram_texts=extra)
         decoder = decoder or LMDecoderOptions()
         source = None
         if decoder.pretrained is not None:
@@ -279,3 +281,12 @@ class Generation(Task):
                 f"{html}<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>",
             )
         ]
+
+
+def _lines(path: str, key: str) -> list[str]:
+    """The non-empty lines of a text file named by config key `key`."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{key}: cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
