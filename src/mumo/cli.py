@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mumo import cli_generate
+from mumo import cli_generate, cli_index
 from mumo.errors import MumoError
 
 
@@ -520,6 +520,16 @@ COMMANDS: dict[str, Command] = {
     "predict": (_predict_setup, _predict, "predict with a run, on a manifest or one item"),
     "embed": (_embed_setup, _embed, "write a contrastive run's embeddings of one column"),
     "generate": (cli_generate.setup, cli_generate.run, "draw images with an image_generation run"),
+    "index": (
+        cli_index.index_setup,
+        cli_index.index_run,
+        "build, append to or delete from a search index of one column",
+    ),
+    "search": (
+        cli_index.search_setup,
+        cli_index.search_run,
+        "query a search index by text, image, audio or row",
+    ),
     "compare": (_compare_setup, _compare, "train one model per fusion (and per input) on the same splits"),
     "tune": (_tune_setup, _tune, "search hyperparameters (Optuna; resumable), every trial a normal run"),
     "bench": (
