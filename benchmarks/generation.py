@@ -1,9 +1,11 @@
-"""Text generation on builtin data, default config (task: generation, nothing else set).
+"""Text generation on builtin data, default config (task: generation; qa trains 5000 steps, see below).
 
 - captions (builtin:shapes-captions, image → caption): the share of test captions (unseen images) that
   name the right colour and the right shape and no other colour or shape; BLEU, CIDEr. Goal: >= 0.95.
 - qa (builtin:shapes-qa, image + question → answer): exact match on unseen image-question pairs, overall
-  and per kind of question. Goal: >= 0.95.
+  and per kind of question. Goal: >= 0.95. Trained for train.steps=5000 (about twice the default for its
+  2550 train rows): at the default its validation exact match is still rising (0.93-0.95 on test);
+  at 5000 steps it levels off near 0.99.
 
 Usage: python -m benchmarks.generation [--n 3000] [--tasks captions,qa] [--json F]
 """
@@ -46,6 +48,7 @@ def run(name: str, n: int, work: Path, seed: int = 0) -> dict[str, Any]:
     config = {"name": name, "data": {"train": f"builtin:{builtin}", "builtin": {"n": n, "seed": seed}}}
     if name == "qa":
         config["task"] = "generation"  # short answers: task auto would classify them
+        config["train"] = {"steps": 5000}
     started = time.time()
     trained = mumo.train(config, out=work / name, quiet=True)
     seconds = time.time() - started
