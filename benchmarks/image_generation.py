@@ -4,17 +4,21 @@ An independent judge: two mumo image classifiers (colour; shape) trained on the 
 splits. For every test caption, `--n` images are drawn; the judge says whether each shows the requested
 colour and shape. Reported for the colour-shape pairs held out of training and for the others:
 - the share of images classified as the requested colour, shape, and both (goal: >= 0.95 on held-out);
-- diversity: the mean per-pixel standard deviation of the images drawn for one caption, over the same
-  for the real test images of that colour and shape (goal: >= 0.9);
+- diversity: how varied the images drawn for one caption are next to the real images of it — the real
+  images (all splits) of the same colour and shape and of the size, position and background the caption
+  states (what it leaves out may vary): sqrt(mean per-pixel variance of the drawn / the same of the
+  real), variances unbiased over each caption's group (goal: >= 0.9);
 - FID in the judge's feature space (torchmetrics' FrechetInceptionDistance with the colour judge's fused
   vector as the feature; Inception weights are not reachable here), drawn vs real test images.
 
-Usage: python -m benchmarks.image_generation [--n-rows 3000] [--n 4] [--set key=value ...] [--json F]
+Usage: python -m benchmarks.image_generation [--n-rows 3000] [--n 4] [--set key=value ...]
+       [--judges DIR (kept and reused)] [--run RUN (score a trained run)] [--json F]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -23,47 +27,55 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 
 import mumo
 from benchmarks.common import save
 from mumo.config import parse_overrides
 from mumo.data.builtin import materialize
 from mumo.data.dataset import make_batch
+from mumo.data.shapes import _BG_WORDS, _COL_WORDS, _ROW_WORDS, _SIZE_WORDS
 from mumo.data.shapes_tasks import HELD_OUT_COMBOS
 
 GOAL_CORRECT, GOAL_DIVERSITY = 0.95, 0.9
 
 
 def judges(folder: Path, work: Path) -> dict[str, Any]:
-    """A colour and a shape classifier on the real images (every split of the dataset)."""
+    """A colour and a shape classifier on the real images (every split of the dataset), trained into
+    `work` or loaded from it when an earlier call left them there."""
     attributes = pd.read_csv(folder / "attributes.csv")
-    images = [f"images/{i:05d}.png" for i in attributes["id"]]
     table = pd.DataFrame(
         {
-            "image": [str(folder / p) for p in images],
+            "image": [str(folder / f"images/{i:05d}.png") for i in attributes["id"]],
             "color": attributes["color"],
             "shape": attributes["shape"],
         }
     )
+    work.mkdir(parents=True, exist_ok=True)
     table.to_csv(work / "judge.csv", index=False)
-    out = {}
+    out: dict[str, Any] = {}
     for attribute in ("color", "shape"):
-        config = {
-            "name": f"judge-{attribute}",
-            "data": {
-                "train": str(work / "judge.csv"),
-                "target": attribute,
-                "ignore": [a for a in ("color", "shape") if a != attribute],
-            },
-            "train": {"epochs": 15},
-        }
-        run = mumo.train(config, out=work / f"judge-{attribute}", quiet=True)
-        out[attribute] = run.model
-        out[f"{attribute}_val_accuracy"] = run.metrics["val"]["accuracy"]
+        folder_run = work / f"judge-{attribute}"
+        if not (folder_run / "metrics.json").is_file():
+            config = {
+                "name": f"judge-{attribute}",
+                "data": {
+                    "train": str(work / "judge.csv"),
+                    "target": attribute,
+                    "ignore": [a for a in ("color", "shape") if a != attribute],
+                },
+                "train": {"epochs": 15},
+            }
+            mumo.train(config, out=folder_run, quiet=True)
+        out[attribute] = mumo.load(folder_run)
+        out[f"{attribute}_val_accuracy"] = json.loads((folder_run / "metrics.json").read_text())["val"][
+            "accuracy"
+        ]
     return out
 
 
 def classify(model: Any, images: list[Any], folder: Path) -> list[str]:
+    folder.mkdir(exist_ok=True)
     paths = []
     for i, image in enumerate(images):
         path = folder / f"{i}.png"
@@ -97,20 +109,35 @@ def fid(model: Any, real: torch.Tensor, drawn: torch.Tensor) -> float:
     return float(metric.compute())
 
 
-def run(rows: int, n: int, overrides: dict[str, Any], work: Path, seed: int = 0) -> dict[str, Any]:
-    paths = materialize("shapes-draw", rows, seed)
+_STATED = {
+    "size": {w for words in _SIZE_WORDS.values() for w in words},
+    "position": {w for words in (*_ROW_WORDS.values(), *_COL_WORDS.values()) for w in words} | {"centered"},
+    "background": {w for words in _BG_WORDS.values() for w in words},
+}
+_GROUPING = {"size": ("size",), "position": ("row", "col"), "background": ("background",)}
+
+
+def stated(caption: str) -> tuple[str, ...]:
+    """The attribute columns a caption pins down besides colour and shape (builtin:shapes' wording)."""
+    words = set(caption.lower().replace(",", " ").replace(".", " ").split())
+    return tuple(c for name, columns in _GROUPING.items() if words & _STATED[name] for c in columns)
+
+
+def to_tensor(images: list[Any]) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(np.array(i)).permute(2, 0, 1) for i in images]).float() / 255
+
+
+def score(
+    model: Any, paths: dict[str, Path], judge: dict[str, Any], n: int, work: Path, seed: int = 0
+) -> dict[str, Any]:
+    """Judge `n` images drawn per test caption (see the module's docstring)."""
     folder = paths["train"].parent
-    config = {"name": "draw", "data": {"train": "builtin:shapes-draw", "builtin": {"n": rows, "seed": seed}}}
-    started = time.time()
-    trained = mumo.train(config, overrides=overrides, out=work / "draw", quiet=True)
-    seconds = time.time() - started
-    judge = judges(folder, work)
     attributes = pd.read_csv(folder / "attributes.csv")
+    manifest = pd.read_csv(paths["test"])
     test = attributes[attributes["split"] == "test"].reset_index(drop=True)
-    captions = pd.read_csv(paths["test"])["caption"].tolist()
-    drawn = trained.model.generate([{"caption": c} for c in captions], n=n, seed=seed)  # type: ignore[union-attr]
+    captions = manifest["caption"].tolist()
+    drawn = model.generate([{"caption": c} for c in captions], n=n, seed=seed)
     flat = [image for row in drawn for image in row]
-    (work / "drawn").mkdir()
     colours = classify(judge["color"], flat, work / "drawn")
     shapes = classify(judge["shape"], flat, work / "drawn")
     wanted = [(c, s) for c, s in zip(test["color"], test["shape"], strict=True) for _ in range(n)]
@@ -125,31 +152,52 @@ def run(rows: int, n: int, overrides: dict[str, Any], work: Path, seed: int = 0)
             "both": float(np.mean([c == w[0] and s == w[1] for w, c, s in picked])),
         }
 
-    as_tensor = torch.stack([torch.from_numpy(np.asarray(i)).permute(2, 0, 1) for i in flat]).float() / 255
-    spread_drawn = float(as_tensor.reshape(len(captions), n, -1).std(dim=1).mean())
-    real = trained.model.target.stack(  # type: ignore[union-attr]
-        [
-            trained.model.target.encode_cells([p], paths["test"].parent)
-            for p in pd.read_csv(paths["test"])["image"]
-        ]  # type: ignore[union-attr]
+    as_tensor = to_tensor(flat)
+    real_all = to_tensor(
+        [Image.open(folder / f"images/{i:05d}.png").convert("RGB") for i in attributes["id"]]
     )
-    groups = test.groupby(["color", "shape"]).indices
-    spread_real = float(
-        np.mean(
-            [real[idx].reshape(len(idx), -1).std(dim=0).mean() for idx in groups.values() if len(idx) > 1]
-        )
-    )
-    result = {
-        "train_seconds": round(seconds, 1),
+    drawn_var, real_var = [], []
+    for k, caption in enumerate(captions):
+        columns = ["color", "shape", *stated(caption)]
+        same = (attributes[columns] == test.loc[k, columns]).all(axis=1).to_numpy()
+        if same.sum() < 2:
+            continue
+        real_var.append(float(real_all[same].reshape(int(same.sum()), -1).var(dim=0).mean()))
+        drawn_var.append(float(as_tensor[k * n : (k + 1) * n].reshape(n, -1).var(dim=0).mean()))
+    real_test = real_all[(attributes["split"] == "test").to_numpy()]
+    return {
         "judge_val_accuracy": {"colour": judge["color_val_accuracy"], "shape": judge["shape_val_accuracy"]},
         "held_out_pairs": rates(held),
         "seen_pairs": rates([not h for h in held]),
-        "diversity": spread_drawn / spread_real,
-        "spread_drawn": spread_drawn,
-        "spread_real_same_pair": spread_real,
-        "fid_judge_features": fid(judge["color"], real, as_tensor[::n][: len(real)]),
-        "test_metrics": trained.metrics["test"],
+        "diversity": float(np.sqrt(np.mean(drawn_var) / np.mean(real_var))),
+        "diversity_captions": len(real_var),
+        "fid_judge_features": fid(judge["color"], real_test, as_tensor[::n][: len(real_test)]),
     }
+
+
+def run(
+    rows: int,
+    n: int,
+    overrides: dict[str, Any],
+    work: Path,
+    judge_dir: Path,
+    trained_run: str | None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    paths = materialize("shapes-draw", rows, seed)
+    result: dict[str, Any] = {}
+    if trained_run is None:
+        config = {
+            "name": "draw",
+            "data": {"train": "builtin:shapes-draw", "builtin": {"n": rows, "seed": seed}},
+        }
+        started = time.time()
+        trained = mumo.train(config, overrides=overrides, out=work / "draw", quiet=True)
+        result = {"train_seconds": round(time.time() - started, 1), "test_metrics": trained.metrics["test"]}
+        trained_run = str(trained.path)
+    model = mumo.load(trained_run)
+    result["generator"] = model.config.model.generator.model_dump() if model.config.model.generator else None
+    result.update(score(model, paths, judges(paths["train"].parent, judge_dir), n, work, seed))
     result["met"] = result["held_out_pairs"]["both"] >= GOAL_CORRECT and result["diversity"] >= GOAL_DIVERSITY
     return result
 
@@ -159,10 +207,13 @@ def main() -> int:
     parser.add_argument("--n-rows", type=int, default=3000)
     parser.add_argument("--n", type=int, default=4, help="images drawn per test caption")
     parser.add_argument("--set", action="append", default=[], help="config overrides, e.g. train.epochs=100")
+    parser.add_argument("--judges", help="a folder to keep the judges in and reuse them from")
+    parser.add_argument("--run", help="score this trained run instead of training one")
     parser.add_argument("--json", default="benchmarks/results/image_generation.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = run(args.n_rows, args.n, parse_overrides(args.set), Path(tmp))
+        judge_dir = Path(args.judges) if args.judges else Path(tmp) / "judges"
+        result = run(args.n_rows, args.n, parse_overrides(args.set), Path(tmp), judge_dir, args.run)
     print("| pairs | colour | shape | both (goal >= 0.95 held-out) |")
     print("|---|---:|---:|---:|")
     for name in ("held_out_pairs", "seen_pairs"):
@@ -170,8 +221,8 @@ def main() -> int:
         print(f"| {name} ({r['images']} images) | {r['colour']:.3f} | {r['shape']:.3f} | {r['both']:.3f} |")
     print(
         f"diversity {result['diversity']:.3f} (goal >= 0.9) · FID (judge features) {result['fid_judge_features']:.2f} · "
-        f"judge val accuracy colour {result['judge_val_accuracy']['colour']:.3f}, shape {result['judge_val_accuracy']['shape']:.3f} · "
-        f"train {result['train_seconds']:.0f} s"
+        f"judge val accuracy colour {result['judge_val_accuracy']['colour']:.3f}, shape {result['judge_val_accuracy']['shape']:.3f}"
+        + (f" · train {result['train_seconds']:.0f} s" if "train_seconds" in result else "")
     )
     return save(result, args.json, result["met"])
 
