@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml constraints.txt
 	  { apt-get install -y -q espeak-ng >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
 	    apt-get install -y -q espeak-ng >/dev/null 2>&1; }; }; } || \
 	  echo "note: espeak-ng is not installed (apt-get install -y espeak-ng): speech data cannot be made, its tests skip"
+	@# chromium drives the web page's browser test (Playwright with Debian's chromium, no browser download)
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
+	    apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "note: chromium is not installed (apt-get install -y chromium): the web page's browser test skips"
 	touch $(STAMP)
 
 demo: install

@@ -354,6 +354,18 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_setup(p: argparse.ArgumentParser) -> None:
+    from mumo.serve.cli import setup
+
+    setup(p)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mumo.serve.cli import run
+
+    return run(args)
+
+
 VECTOR_SUFFIXES = (".parquet", ".jsonl", ".npy")
 
 
@@ -530,6 +542,7 @@ COMMANDS: dict[str, Command] = {
         cli_index.search_run,
         "query a search index by text, image, audio or row",
     ),
+    "serve": (_serve_setup, _serve, "serve a run (and an index) over HTTP: a REST API and a web page"),
     "compare": (_compare_setup, _compare, "train one model per fusion (and per input) on the same splits"),
     "tune": (_tune_setup, _tune, "search hyperparameters (Optuna; resumable), every trial a normal run"),
     "bench": (

@@ -43,7 +43,9 @@ class CVAE(nn.Module):
         self.posterior = nn.Linear(flat + dim, 2 * options.latent)
         self.expand = nn.Sequential(nn.Linear(options.latent + dim, flat), nn.GELU())
         widths = channels[::-1]
-        self.up = nn.ModuleList(_Up(width, following, dim) for width, following in zip(widths, widths[1:]))
+        self.up = nn.ModuleList(
+            _Up(width, following, dim) for width, following in zip(widths[:-1], widths[1:], strict=True)
+        )
         self.out = nn.ConvTranspose2d(widths[-1], 3, 4, 2, 1)
         self.log_scale = nn.Parameter(torch.tensor(-1.0))  # of the pixels' Gaussian, learned
 
