@@ -421,6 +421,7 @@ def test_fuzzing_the_api_gives_no_server_error(server: Server, tmp_path: Path) -
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=tmp_path,  # its cache folder goes there
     )
     assert done.returncode == 0, done.stdout[-4000:]
     requests = re.findall(r"(\d+) (?:test cases|generated)", done.stdout)

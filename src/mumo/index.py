@@ -172,7 +172,11 @@ class Index:
     def __init__(self, folder: Path, manifest: dict[str, Any], faiss_index: Any, rows: pd.DataFrame) -> None:
         self.folder, self.manifest, self.faiss, self.rows = folder, manifest, faiss_index, rows
         self.deleted: set[int] = set(manifest.get("deleted", []))
-        self._by_id = pd.Series(np.arange(len(rows)), index=rows["id"].to_numpy())
+        ids = rows["id"].to_numpy(np.int64)
+        self._order = np.argsort(ids, kind="stable")  # id → metadata position, by binary search
+        self._sorted = ids[self._order]
+        self._identity = bool(np.array_equal(ids, np.arange(len(ids))))
+        self._columns = {c: _plain(rows[c]) for c in rows.columns}  # per-hit rows without pandas
 
     # ------------------------------------------------------------------------------------ loading
     @classmethod
@@ -205,9 +209,23 @@ class Index:
         return str(self.manifest["column"])
 
     def row(self, row_id: int) -> dict[str, Any]:
-        if row_id in self.deleted or row_id not in self._by_id.index:
+        position = int(self.positions(np.array([row_id]))[0])
+        if row_id in self.deleted or position < 0:
             raise MumoError(f"--like: row id {row_id} is not in {self.folder}")
-        return _clean(self.rows.iloc[int(self._by_id[row_id])].to_dict())
+        return self._row_at(position)
+
+    def has(self, row_id: int) -> bool:
+        return row_id not in self.deleted and int(self.positions(np.array([row_id]))[0]) >= 0
+
+    def positions(self, ids: np.ndarray) -> np.ndarray:
+        """Metadata positions of ids (-1 where there is none)."""
+        if not len(self._sorted):
+            return np.full(len(ids), -1)
+        at = np.minimum(np.searchsorted(self._sorted, ids), len(self._sorted) - 1)
+        return np.where(self._sorted[at] == ids, self._order[at], -1)
+
+    def _row_at(self, position: int) -> dict[str, Any]:
+        return {column: values[position] for column, values in self._columns.items()}
 
     def vector(self, row_id: int) -> np.ndarray:
         self.row(row_id)
@@ -237,13 +255,26 @@ class Index:
         if k < 1:
             raise MumoError(f"-k: {k} must be at least 1")
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        only = self.where(filters or {})
-        skip = self.deleted | (exclude or set())
-        scores, ids = search_faiss(self.faiss, queries, min(k, max(self.count, 1)), skip, only)
-        return [
-            [Hit(int(i), float(s), self.row(int(i))) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
-            for row_s, row_i in zip(scores, ids, strict=True)
-        ]
+        only = self.where(filters) if filters else None
+        skip = self.deleted | exclude if exclude else self.deleted
+        searchable = int(self.faiss.ntotal) - len(self.deleted)
+        scores, ids = search_faiss(self.faiss, queries, min(k, max(searchable, 1)), skip, only)
+        out = []
+        columns = self._columns.items()
+        for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True):
+            hits = [(i, s) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
+            places = (
+                [i for i, _ in hits]  # ids are the metadata positions (no row deleted yet)
+                if self._identity
+                else self.positions(np.array([i for i, _ in hits], dtype=np.int64)).tolist()
+            )
+            out.append(
+                [
+                    Hit(i, s, {c: values[p] for c, values in columns})
+                    for (i, s), p in zip(hits, places, strict=True)
+                ]
+            )
+        return out
 
 
 # ------------------------------------------------------------------------------- build, add, delete
@@ -355,7 +386,7 @@ def delete(index: Index, ids: list[int]) -> dict[str, Any]:
     """Remove rows by id. Flat and IVF-PQ indexes remove them at once; HNSW, which cannot, leaves
     them out of every search and is rebuilt once COMPACT_SHARE of it is deleted."""
     faiss = faiss_module()
-    unknown = [i for i in ids if i not in index._by_id.index or i in index.deleted]
+    unknown = [i for i in ids if not index.has(i)]
     if unknown:
         raise MumoError(f"--delete: no row with id {', '.join(map(str, unknown[:5]))} in {index.folder}")
     gone = set(ids)
@@ -454,16 +485,10 @@ def writing(folder: Path) -> Lock:
     return Lock(folder / ".index.lock", f"index {folder}")
 
 
-def _clean(row: dict[str, Any]) -> dict[str, Any]:
-    """Metadata values as plain JSON values (NaN → None, numpy scalars → Python)."""
-    out = {}
-    for key, value in row.items():
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, float) and math.isnan(value):
-            value = None
-        out[key] = value
-    return out
+def _plain(column: pd.Series) -> list[Any]:
+    """A metadata column as plain JSON values: NaN → None, numpy scalars → Python."""
+    values = column.astype(object).where(column.notna(), None).tolist()
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
 def check_rows(rows: pd.DataFrame, where: str) -> pd.DataFrame:

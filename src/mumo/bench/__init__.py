@@ -9,7 +9,8 @@ mumo / reference, so above 1 means mumo is faster. What each reference is:
 - infer/*: the raw network forward on batches already stacked into tensors (mumo.bench.inference);
 - embed/minilm: sentence-transformers' encode (mumo.bench.embedding).
 
-Search and server measurements come with the issues that build those parts.
+- serve/*: the same server with micro-batching off (mumo.bench.serving);
+- search/*: FAISS's own search on the same index (mumo.bench.serving).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def run_bench(
     from mumo.bench.data import data_pipeline
     from mumo.bench.embedding import embed_minilm
     from mumo.bench.inference import inference
+    from mumo.bench.serving import search, serving
     from mumo.bench.training import digits_config, shapes_config, train_overhead
 
     results: dict[str, Any] = {
@@ -56,8 +58,13 @@ def run_bench(
             results[f"infer/{name}"] = inference(model, repeats=2 if quick else 4)
         console.print("data pipeline: decode + preprocess, one core")
         results.update(data_pipeline(work / "files", 60 if quick else 200))
+        console.print("serving: micro-batching against none")
+        results["serve/predict_32_clients"] = serving(
+            Path(models["medium"].path), _request_row(), 3.0 if quick else 8.0
+        )
     console.print("text embedding: all-MiniLM-L6-v2")
     results["embed/minilm"] = embed_minilm(512 if quick else 2000)
+    results.update(search((10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)))
     show(results)
     if json_path is not None:
         write_json(json_path, results)
@@ -66,6 +73,26 @@ def run_bench(
         write_markdown(markdown_path, results)
         console.print(f"wrote the table into {markdown_path}")
     return results
+
+
+def _request_row() -> dict[str, Any]:
+    """One builtin:shapes row as a client sends it: the image as a data: URI, the caption, the weight."""
+    import base64
+    import io
+
+    import numpy as np
+
+    from mumo.data.shapes import caption_for, render_image, sample_items
+
+    item = sample_items(1, 7)[0]
+    buffer = io.BytesIO()
+    render_image(item, np.random.default_rng(7)).save(buffer, format="PNG")
+    image = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return {
+        "image": image,
+        "caption": caption_for(item, np.random.default_rng(7)),
+        "weight": float(item.weight),
+    }
 
 
 START, END = "<!-- bench -->", "<!-- /bench -->"
