@@ -19,7 +19,8 @@ import pytest
 import mumo
 from conftest import run_cli
 from mumo.errors import MumoError
-from mumo.index import Index, build, build_faiss, choose_kind, recall_at_10
+from mumo.index import Index, build_faiss, choose_kind, recall_at_10
+from mumo.indexing import build
 from mumo.search import Searcher
 
 
@@ -87,7 +88,7 @@ def test_more_like_this_and_filters(run: Path, shapes_dir: Path, tmp_path: Path)
 
 def test_add_and_delete_keep_ids_and_counts(run: Path, shapes_dir: Path, tmp_path: Path) -> None:
     from mumo.data.table import read_table
-    from mumo.index import add, delete
+    from mumo.indexing import add, delete
 
     folder = tmp_path / "idx"
     index = _build(run, shapes_dir, folder)
@@ -112,7 +113,7 @@ def test_add_and_delete_keep_ids_and_counts(run: Path, shapes_dir: Path, tmp_pat
 
 
 def test_hnsw_deletes_lazily_then_compacts(run: Path, shapes_dir: Path, tmp_path: Path) -> None:
-    from mumo.index import delete
+    from mumo.indexing import delete
 
     folder = tmp_path / "idx"
     index = _build(run, shapes_dir, folder, kind="hnsw")

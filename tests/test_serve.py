@@ -109,7 +109,7 @@ def contrastive(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 @pytest.fixture(scope="module")
 def index_dir(contrastive: Path, shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mumo.data.table import read_table
-    from mumo.index import build
+    from mumo.indexing import build
 
     out = tmp_path_factory.mktemp("serve") / "index"
     build(mumo.load(contrastive), read_table(shapes_dir / "train.csv"), "image", out)

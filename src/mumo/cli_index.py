@@ -37,6 +37,7 @@ def index_setup(p: argparse.ArgumentParser) -> None:
 def index_run(args: argparse.Namespace) -> int:
     import mumo
     from mumo import index as idx
+    from mumo import indexing
     from mumo.data.table import read_table
 
     out = Path(args.out)
@@ -49,7 +50,7 @@ def index_run(args: argparse.Namespace) -> int:
                 "mumo index: a new index needs RUN, --data and --column (or --add/--delete on --out)"
             )
         model = mumo.load(args.run_dir)
-        manifest, absent = idx.build(
+        manifest, absent = indexing.build(
             model, read_table(args.data), args.column, out, args.kind, args.memory, args.on_error
         )
         _say(
@@ -59,18 +60,18 @@ def index_run(args: argparse.Namespace) -> int:
             args.column,
         )
         return 0
-    with idx.writing(out):
+    with indexing.writing(out):
         index = idx.Index.open(out)
         if args.add:
             model = mumo.load(args.run_dir or index.manifest["run"])
-            manifest, added, absent = idx.add(model, index, read_table(args.add), args.on_error)
+            manifest, added, absent = indexing.add(model, index, read_table(args.add), args.on_error)
             _say(manifest, f"added {added} rows", absent, index.column)
         elif args.delete:
             ids = _ids(args.delete)
-            manifest = idx.delete(index, ids)
+            manifest = indexing.delete(index, ids)
             _say(manifest, f"deleted {len(ids)} rows", 0, index.column)
         else:
-            manifest = idx.compact(index)
+            manifest = indexing.compact(index)
             _say(manifest, "compacted", 0, index.column)
     return 0
 

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from mumo.errors import MumoError
-from mumo.index import Hit, Index, check_run
+from mumo.index import Hit, Index
+from mumo.indexing import check_run
 from mumo.predictor import Predictor
 
 

@@ -60,7 +60,7 @@ def run_bench(
         results.update(data_pipeline(work / "files", 60 if quick else 200))
         console.print("serving: micro-batching against none")
         results["serve/predict_32_clients"] = serving(
-            Path(models["medium"].path), _request_row(), 3.0 if quick else 8.0
+            Path(str(models["medium"].path)), _request_row(), 3.0 if quick else 8.0
         )
     console.print("text embedding: all-MiniLM-L6-v2")
     results["embed/minilm"] = embed_minilm(512 if quick else 2000)

@@ -154,7 +154,7 @@ def search(
         probe = vectors[rng.permutation(n)[:queries]] + 0.05 * rng.normal(size=(queries, dim)).astype(
             np.float32
         )
-        timings = {"mumo": [], "faiss": []}
+        timings: dict[str, list[float]] = {"mumo": [], "faiss": []}
         for q in probe:  # interleaved: both see the same cache state
             started = time.perf_counter()
             index.search(q[None], 10)

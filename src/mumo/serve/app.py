@@ -10,12 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
-import logging
 import math
-import secrets
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,12 +31,12 @@ from prometheus_client import (
 )
 
 from mumo.errors import MumoError
-from mumo.serve.batcher import MicroBatcher, Overdue, QueueFull
-from mumo.serve.inputs import BadInput, BodyTooLarge, Limits, Uploads, form_row, json_rows, parse_json
+from mumo.serve.batcher import MicroBatcher, Overdue
+from mumo.serve.guard import Guard
+from mumo.serve.inputs import BadInput, Limits, Uploads, form_row, json_rows, parse_json
+from mumo.serve.schemas import EMBED_BODY, GENERATE_BODY, ROWS_BODY, SEARCH_BODY
 
 STATIC = Path(__file__).parent / "static"
-LOG = logging.getLogger("mumo.serve")
-OPEN_PATHS = ("/", "/health", "/ready", "/docs", "/openapi.json")  # and /static/: no token needed
 
 
 @dataclass
@@ -124,7 +120,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.mumo = state
-    app.add_middleware(_Guard, state=state)  # type: ignore[arg-type]
+    app.add_middleware(Guard, state=state)  # type: ignore[arg-type]
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _routes(app, state)
     return app
@@ -172,79 +168,6 @@ def _jsonable(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ routes
-ROWS_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["rows"],
-                    "properties": {"rows": {"type": "array", "items": {"type": "object"}, "minItems": 1}},
-                }
-            },
-            "multipart/form-data": {"schema": {"type": "object", "additionalProperties": True}},
-        },
-    }
-}
-SEARCH_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "text": {"type": "string"},
-                        "image": {"type": "string", "description": "a data: URI"},
-                        "audio": {"type": "string", "description": "a data: URI"},
-                        "like": {"type": "integer"},
-                        "k": {"type": "integer", "minimum": 1, "maximum": 1000},
-                        "where": {"type": "object", "additionalProperties": {"type": "string"}},
-                    },
-                }
-            },
-            "multipart/form-data": {"schema": {"type": "object", "additionalProperties": True}},
-        },
-    }
-}
-EMBED_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["rows", "column"],
-                    "properties": {
-                        "rows": {"type": "array", "items": {"type": "object"}, "minItems": 1},
-                        "column": {"type": "string"},
-                    },
-                }
-            }
-        },
-    }
-}
-GENERATE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["rows"],
-                    "properties": {
-                        "rows": {"type": "array", "items": {"type": "object"}, "minItems": 1},
-                        "n": {"type": "integer", "minimum": 1, "maximum": 16},
-                        "seed": {"type": "integer"},
-                    },
-                }
-            }
-        },
-    }
-}
-
-
 def _routes(app: FastAPI, state: State) -> None:
     @app.get("/health", summary="The process is up")
     async def health() -> dict[str, str]:
@@ -458,141 +381,6 @@ async def _search_query(
 
 def _is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
-
-
-# ----------------------------------------------------------------------------- the outer middleware
-class _Guard:
-    """Pure ASGI middleware, outermost of the app's own: bearer token, body size (Content-Length, then
-    while streaming), errors as JSON, metrics and one log line per request."""
-
-    def __init__(self, app: Any, state: State) -> None:
-        self.app, self.state = app, state
-
-    async def __call__(
-        self,
-        scope: dict[str, Any],
-        receive: Callable[[], Awaitable[Any]],
-        send: Callable[[Any], Awaitable[None]],
-    ) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        path = scope.get("path", "")
-        route = path if path in ROUTES else "/static" if path.startswith("/static/") else "other"
-        status = {"code": 500}
-        sent = {"started": False}
-
-        async def sending(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-                sent["started"] = True
-            await send(message)
-
-        limits = self.state.limits
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        try:
-            if self.state.token and path not in OPEN_PATHS and not path.startswith("/static/"):
-                given = headers.get("authorization", "")
-                if not secrets.compare_digest(given.encode(), f"Bearer {self.state.token}".encode()):
-                    await _error(sending, 401, "a bearer token is required: Authorization: Bearer <token>")
-                    return
-            length = headers.get("content-length")
-            if length is not None:
-                if not length.isdigit():
-                    await _error(sending, 400, "Content-Length is not a number")
-                    return
-                if int(length) > limits.max_body_bytes:
-                    await _error(
-                        sending,
-                        413,
-                        f"the body is {int(length):,} bytes, more than the limit of {limits.max_body_bytes:,}",
-                    )
-                    return
-            received = {"bytes": 0, "done": False}
-            deadline = started + limits.request_seconds
-
-            async def receiving() -> Any:
-                if received["done"]:  # the body is in: later calls wait for a disconnect
-                    return await receive()
-                try:  # a body trickling in (a slow or stalled upload) is cut at the request time limit
-                    message = await asyncio.wait_for(receive(), max(deadline - time.perf_counter(), 0.001))
-                except TimeoutError:
-                    raise BadInput(
-                        f"the body did not arrive within the request time limit ({limits.request_seconds:g} s)",
-                        408,
-                    ) from None
-                if message["type"] == "http.request":
-                    received["done"] = not message.get("more_body", False)
-                    received["bytes"] += len(message.get("body", b""))
-                    if received["bytes"] > limits.max_body_bytes:
-                        raise BodyTooLarge(
-                            f"the body is more than the limit of {limits.max_body_bytes:,} bytes", 413
-                        )
-                return message
-
-            await self.app(scope, receiving, sending)
-        except BadInput as err:
-            if not sent["started"]:
-                await _error(sending, err.status, str(err))
-        except QueueFull as err:
-            await _error(sending, 503, str(err))
-        except Overdue as err:
-            if not sent["started"]:
-                await _error(sending, 504, str(err))
-        except MumoError as err:
-            if not sent["started"]:
-                await _error(sending, 422, str(err))
-        except Exception as err:  # a bug: still JSON, logged with its traceback
-            LOG.exception("unhandled error on %s", path)
-            if not sent["started"]:
-                await _error(sending, 500, f"internal error ({type(err).__name__}); see the server log")
-        finally:
-            seconds = time.perf_counter() - started
-            code = status["code"]
-            self.state.latency.labels(route).observe(seconds)
-            self.state.requests.labels(route, str(code)).inc()
-            if code >= 400:
-                self.state.errors.labels(str(code)).inc()
-            LOG.info(
-                json.dumps(
-                    {
-                        "method": scope.get("method"),
-                        "path": path,
-                        "status": code,
-                        "ms": round(seconds * 1000, 2),
-                        "bytes_in": int(headers.get("content-length") or 0),
-                        "client": (scope.get("client") or ["?"])[0],
-                    }
-                )
-            )
-
-
-ROUTES = (
-    "/",
-    "/health",
-    "/ready",
-    "/info",
-    "/predict",
-    "/embed",
-    "/search",
-    "/generate",
-    "/metrics",
-    "/docs",
-    "/openapi.json",
-)
-
-
-async def _error(send: Callable[[Any], Awaitable[None]], status: int, message: str) -> None:
-    body = json.dumps({"error": message, "status": status}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 __all__ = ["create_app"]
