@@ -121,3 +121,25 @@ def test_diffusion_generator_trains_and_draws_the_same_for_a_seed() -> None:
     assert torch.equal(first, again)
     validation = [float(generator.losses(images, condition)["denoising"]) for _ in range(2)]  # type: ignore[operator]
     assert validation[0] == validation[1]  # fixed noise levels and noises outside training
+
+
+def test_the_server_draws_what_the_library_draws(draw_run: Any) -> None:
+    import base64
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from mumo.serve import create_app
+
+    rows = [{"caption": "a large red circle in the center"}, {"caption": "a small blue square"}]
+    expected = mumo.load(draw_run.path).generate(rows, n=2, seed=3)
+    with TestClient(create_app(draw_run.path)) as client:
+        assert client.get("/info").json()["generates"] == "images"
+        answer = client.post("/generate", json={"rows": rows, "n": 2, "seed": 3}).json()
+        assert client.post("/generate", json={"rows": rows, "n": 99}).status_code == 422
+    assert [len(images) for images in answer["images"]] == [2, 2]
+    for got_row, expected_row in zip(answer["images"], expected, strict=True):
+        for uri, image in zip(got_row, expected_row, strict=True):
+            assert uri.startswith("data:image/png;base64,")
+            decoded = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+            assert np.array_equal(np.asarray(decoded), np.asarray(image))
