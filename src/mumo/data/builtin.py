@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -77,10 +78,22 @@ def cache_root() -> Path:
     return Path(os.environ.get("MUMO_CACHE", Path.home() / ".cache" / "mumo"))
 
 
+@functools.cache
+def generator_version() -> str:
+    """A digest of the code that writes the builtin datasets: a cached copy made by other code (a column
+    added, a rendering changed) is not reused."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for module in ("builtin.py", "shapes.py", "shapes_tasks.py", "speech.py"):
+        digest.update((Path(__file__).parent / module).read_bytes())
+    return digest.hexdigest()[:8]
+
+
 def materialize(name: str, n: int, seed: int, out_dir: Path | None = None) -> dict[str, Path]:
     """Generate builtin:<name> into out_dir (default: the cache), atomically; reuse it if already there."""
     make = BUILTINS.get(name, key="data.train")
-    final = out_dir or cache_root() / "builtin" / f"{name}-n{n}-seed{seed}"
+    final = out_dir or cache_root() / "builtin" / f"{name}-n{n}-seed{seed}-{generator_version()}"
     if (final / "train.csv").is_file():
         return {split: final / f"{split}.csv" for split in ("train", "val", "test")}
     final.parent.mkdir(parents=True, exist_ok=True)
