@@ -135,7 +135,16 @@ def test_two_trainings_into_one_folder_at_once(table_dir: Path, tmp_path: Path) 
     out = tmp_path / "run"
     args = [sys.executable, "-m", "mumo.cli", *train_args(table_dir, out, "--set", "train.patience=100000")]
     args[args.index("train.epochs=1")] = "train.epochs=100000"  # training when SIGINT comes
-    first = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal sends it: a shell that starts the suite in the background (`make test &`)
+    # hands every child SIGINT ignored, and the training would rightly ignore it too
+    first = subprocess.Popen(
+        args,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         lock = tmp_path / ".run.lock"
         deadline = time.time() + 60
