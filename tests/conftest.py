@@ -85,6 +85,26 @@ def table_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def train_contrastive(shapes_dir: Path, out: Path, seed: int = 0) -> Path:
+    """A small caption-image contrastive run on the tiny shapes data (what index and server tests embed with)."""
+    import mumo
+
+    config = {
+        "data": {"train": str(shapes_dir / "train.csv"), "val": str(shapes_dir / "val.csv")},
+        "task": {"type": "contrastive", "pairs": [["caption", "image"]]},
+        "model": {"dim": 32},
+        "train": {
+            "epochs": 3,
+            "batch_size": 32,
+            "lr": 3e-3,
+            "progress": False,
+            "seed": seed,
+            "baseline": False,
+        },
+    }
+    return Path(mumo.train(config, out=out, quiet=True).path)
+
+
 def tiny_overrides() -> list[str]:
     """--set flags for a fast run: small model, one epoch."""
     return [

@@ -17,33 +17,16 @@ import pandas as pd
 import pytest
 
 import mumo
-from conftest import run_cli
+from conftest import run_cli, train_contrastive
 from mumo.errors import MumoError
 from mumo.index import Index, build_faiss, choose_kind, recall_at_10
 from mumo.indexing import build
 from mumo.search import Searcher
 
 
-def _train(shapes_dir: Path, out: Path, seed: int) -> Path:
-    config = {
-        "data": {"train": str(shapes_dir / "train.csv"), "val": str(shapes_dir / "val.csv")},
-        "task": {"type": "contrastive", "pairs": [["caption", "image"]]},
-        "model": {"dim": 32},
-        "train": {
-            "epochs": 3,
-            "batch_size": 32,
-            "lr": 3e-3,
-            "progress": False,
-            "seed": seed,
-            "baseline": False,
-        },
-    }
-    return Path(mumo.train(config, out=out, quiet=True).path)
-
-
 @pytest.fixture(scope="module")
 def run(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _train(shapes_dir, tmp_path_factory.mktemp("index-run") / "run", seed=0)
+    return train_contrastive(shapes_dir, tmp_path_factory.mktemp("index-run") / "run", seed=0)
 
 
 def _build(run: Path, shapes_dir: Path, out: Path, data: str = "train.csv", kind: str = "auto") -> Index:
@@ -143,7 +126,7 @@ def test_kinds_by_size_and_budget_and_their_recall() -> None:
 
 def test_another_runs_queries_are_refused(run: Path, shapes_dir: Path, tmp_path: Path) -> None:
     _build(run, shapes_dir, tmp_path / "idx")
-    other = _train(shapes_dir, tmp_path / "other", seed=1)
+    other = train_contrastive(shapes_dir, tmp_path / "other", seed=1)
     with pytest.raises(MumoError, match=r"was built with other embeddings than .*other gives now"):
         Searcher.open(tmp_path / "idx", model=mumo.load(other))
 

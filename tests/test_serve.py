@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import mumo
-from conftest import run_cli
+from conftest import run_cli, train_contrastive
 
 
 def free_port() -> int:
@@ -97,13 +97,7 @@ def classifier(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 @pytest.fixture(scope="module")
 def contrastive(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = {
-        "data": {"train": str(shapes_dir / "train.csv"), "val": str(shapes_dir / "val.csv")},
-        "task": {"type": "contrastive", "pairs": [["caption", "image"]]},
-        "model": {"dim": 32},
-        "train": {"epochs": 3, "batch_size": 32, "lr": 3e-3, "progress": False, "baseline": False},
-    }
-    return Path(mumo.train(config, out=tmp_path_factory.mktemp("serve") / "contrastive", quiet=True).path)
+    return train_contrastive(shapes_dir, tmp_path_factory.mktemp("serve") / "contrastive")
 
 
 @pytest.fixture(scope="module")
