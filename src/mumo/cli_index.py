@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mumo.errors import MumoError
+
+if TYPE_CHECKING:
+    from mumo.index import Hit
 
 
 def index_setup(p: argparse.ArgumentParser) -> None:
@@ -138,7 +142,7 @@ def search_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_hits(hits: list[Any]) -> None:
+def _print_hits(hits: Sequence[Hit]) -> None:
     if not hits:
         print("no hits", file=sys.stderr)
         return

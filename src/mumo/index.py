@@ -22,17 +22,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
 
 from mumo.errors import MumoError
-
-if TYPE_CHECKING:
-    pass
 
 MANIFEST = "index.json"
 FORMAT = 1
@@ -143,6 +140,22 @@ def search_faiss(
     return index.search(queries, k, params=params)
 
 
+def _search_plain(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """index.search(queries, k) without the Python wrapper's checks (about 6 us of a 35 us search):
+    its search_c, the C++ method the wrapper calls, with the arrays made here."""
+    search = getattr(index, "search_c", None)
+    if search is None:  # a FAISS whose wrapper differs
+        return index.search(np.ascontiguousarray(queries), k)  # type: ignore[no-any-return]
+    queries = np.ascontiguousarray(queries)
+    if queries.shape[1] != index.d:  # what the wrapper asserts; C++ would read past the array
+        raise MumoError(f"query vectors have {queries.shape[1]} dimensions; the index holds {index.d}")
+    n = len(queries)
+    scores, ids = np.empty((n, k), np.float32), np.empty((n, k), np.int64)
+    swig_ptr = faiss_module().swig_ptr
+    search(n, swig_ptr(queries), k, swig_ptr(scores), swig_ptr(ids), None)
+    return scores, ids
+
+
 def _search_parameters(index: Any, selector: Any) -> Any:
     faiss = faiss_module()
     base = faiss.downcast_index(index.index)
@@ -156,11 +169,32 @@ def _search_parameters(index: Any, selector: Any) -> Any:
     return params
 
 
-@dataclass
 class Hit:
-    id: int
-    score: float
-    row: dict[str, Any]
+    """One search result: its id, its score, and its metadata row, built from the index's columns the
+    first time it is read (a search costs FAISS's time, not that of rows nobody looks at)."""
+
+    __slots__ = ("_columns", "_position", "_row", "id", "score")
+
+    def __init__(self, id: int, score: float, columns: dict[str, list[Any]], position: int) -> None:
+        self.id, self.score = id, score
+        self._columns, self._position = columns, position
+        self._row: dict[str, Any] | None = None
+
+    @property
+    def row(self) -> dict[str, Any]:
+        if self._row is None:
+            self._row = {column: values[self._position] for column, values in self._columns.items()}
+        return self._row
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Hit):
+            return NotImplemented
+        return (self.id, self.score, self.row) == (other.id, other.score, other.row)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Hit(id={self.id}, score={self.score:.4f})"
 
 
 class Index:
@@ -247,31 +281,58 @@ class Index:
         k: int = 10,
         filters: dict[str, str] | None = None,
         exclude: set[int] | None = None,
-    ) -> list[list[Hit]]:
+    ) -> list[Hits]:
         """The k best hits per query vector (rows of `queries`), best first."""
         if k < 1:
             raise MumoError(f"-k: {k} must be at least 1")
-        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        only = self.where(filters) if filters else None
-        skip = self.deleted | exclude if exclude else self.deleted
-        searchable = int(self.faiss.ntotal) - len(self.deleted)
-        scores, ids = search_faiss(self.faiss, queries, min(k, max(searchable, 1)), skip, only)
-        out = []
-        columns = self._columns.items()
-        for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True):
-            hits = [(i, s) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
-            places = (
-                [i for i, _ in hits]  # ids are the metadata positions (no row deleted yet)
-                if self._identity
-                else self.positions(np.array([i for i, _ in hits], dtype=np.int64)).tolist()
-            )
-            out.append(
-                [
-                    Hit(i, s, {c: values[p] for c, values in columns})
-                    for (i, s), p in zip(hits, places, strict=True)
-                ]
-            )
-        return out
+        if queries.ndim != 2 or queries.dtype != np.float32:
+            queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        k = min(k, max(self.faiss.ntotal - len(self.deleted), 1))
+        if filters or exclude or self.deleted:
+            only = self.where(filters) if filters else None
+            scores, ids = search_faiss(self.faiss, queries, k, self.deleted | (exclude or set()), only)
+        else:  # the common case, nothing to leave out: FAISS's C++ search into arrays made here
+            scores, ids = _search_plain(self.faiss, queries, k)
+        # ids are the metadata positions until a row is deleted; after that, looked up in one go
+        places = ids if self._identity else self.positions(ids.ravel()).reshape(ids.shape)
+        if len(ids) == 1 and ids[0, -1] >= 0:  # one query (a server's, a CLI's) with k hits
+            return [Hits(ids[0], scores[0], places[0], self._columns)]
+        found = (ids >= 0).sum(axis=1)  # FAISS pads a short answer with id -1 at its end
+        return [
+            Hits(ids[q, :n], scores[q, :n], places[q, :n], self._columns)
+            for q, n in enumerate(found.tolist())
+        ]
+
+
+class Hits(Sequence[Hit]):
+    """One query's hits, best first: arrays until a hit is looked at (a Hit object per row read)."""
+
+    __slots__ = ("_columns", "_ids", "_places", "_scores")
+
+    def __init__(
+        self, ids: np.ndarray, scores: np.ndarray, places: np.ndarray, columns: dict[str, list[Any]]
+    ) -> None:
+        self._ids, self._scores, self._places, self._columns = ids, scores, places, columns
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @overload
+    def __getitem__(self, at: int) -> Hit: ...
+    @overload
+    def __getitem__(self, at: slice) -> list[Hit]: ...
+    def __getitem__(self, at: int | slice) -> Hit | list[Hit]:
+        if isinstance(at, slice):
+            return [self[i] for i in range(*at.indices(len(self)))]
+        return Hit(int(self._ids[at]), float(self._scores[at]), self._columns, int(self._places[at]))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Hits({list(self)!r})"
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -294,6 +355,7 @@ def _plain(column: pd.Series) -> list[Any]:
 
 __all__ = [
     "Hit",
+    "Hits",
     "Index",
     "KINDS",
     "build_faiss",

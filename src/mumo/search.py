@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from mumo.errors import MumoError
-from mumo.index import Hit, Index
+from mumo.index import Hits, Index
 from mumo.indexing import check_run
 from mumo.predictor import Predictor
 
@@ -55,10 +55,10 @@ class Searcher:
         k: int = 10,
         filters: dict[str, str] | None = None,
         base_dir: Path | None = None,
-    ) -> list[Hit]:
+    ) -> Hits:
         return self.index.search(self.vectors(kind, [value], base_dir), k, filters)[0]
 
-    def like(self, row_id: int, k: int = 10, filters: dict[str, str] | None = None) -> list[Hit]:
+    def like(self, row_id: int, k: int = 10, filters: dict[str, str] | None = None) -> Hits:
         """Rows most like an indexed one (itself left out)."""
         return self.index.search(self.index.vector(row_id)[None], k, filters, exclude={row_id})[0]
 
