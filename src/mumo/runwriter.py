@@ -25,7 +25,7 @@ class RunWriter:
 
     def __init__(self, out: Path, *, overwrite: bool = False, resume: bool = False) -> None:
         self.out, self.overwrite, self.resume = out, overwrite, resume
-        self.staging = out.parent / f".{out.name}.partial"
+        self.staging = staging(out)
         self.lock = Lock(out.parent / f".{out.name}.lock", str(out))
         self.work = self.staging
         self.check()
@@ -109,6 +109,11 @@ class RunWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.staging, self.out)
         return self.out
+
+
+def staging(out: Path) -> Path:
+    """Where the run bound for `out` is trained: `.NAME.partial` beside it."""
+    return out.parent / f".{out.name}.partial"
 
 
 def replaceable(folder: Path) -> None:

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mumo.data.prepare import Split
 from mumo.data.targets import TargetProcessor
+from mumo.distributed import EveryRowOnce
 from mumo.modalities import Processor
 
 
@@ -138,11 +139,14 @@ def make_loader(
     num_workers: int = 0,
     seed: int = 0,
 ) -> DataLoader[Any]:
+    """Training: shuffled (Lightning shards it across ranks); otherwise in order, through a sampler that
+    scores every row once when validation runs on several ranks (EveryRowOnce)."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         SplitDataset(split),
         batch_size=batch_size,
         shuffle=train,
+        sampler=None if train else EveryRowOnce(len(split)),
         drop_last=train and len(split) > batch_size,
         collate_fn=Collate(split, processors, target, train),
         num_workers=num_workers,

@@ -23,6 +23,7 @@ from mumo.config_model import ModelConfig
 from mumo.data.dataset import Batch
 from mumo.data.prepare import Schema, Split
 from mumo.data.table import Table
+from mumo.distributed import gather_with_grad
 from mumo.errors import ConfigError
 from mumo.metrics import retrieval_metrics
 from mumo.network import build_encoders, module_key
@@ -122,6 +123,9 @@ class ContrastiveNetwork(nn.Module):
 
     def pair_loss(self, embeddings: dict[str, Tensor], presence: dict[str, Tensor]) -> Tensor:
         """Mean over pairs of the loss on rows that have both columns."""
+        if self.training:  # negatives from every rank's rows when DDP trains on several processes
+            embeddings = {c: gather_with_grad(e) for c, e in embeddings.items()}
+            presence = {c: gather_with_grad(p.to(torch.uint8)).bool() for c, p in presence.items()}
         losses = []
         for left, right in self.pairs:
             both = presence[left] & presence[right]

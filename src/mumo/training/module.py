@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from mumo.config import TrainConfig
 from mumo.data.dataset import Batch
+from mumo.distributed import gather_rows
 from mumo.tasks import Task
 from mumo.training.optim import WarmupCosine, build_optimizer
 
@@ -36,6 +37,7 @@ class TrainingModule(L.LightningModule):
         self.automatic_optimization = not self.gradcache  # GradCache steps the optimizer itself
         self._val_outputs: list[Tensor] = []
         self._val_targets: list[Tensor] = []
+        self._val_losses: list[Tensor] = []  # per row, its batch's loss
         self._epoch_started: float | None = None
         self._step_ended: float | None = None
         self._between_steps = 0.0
@@ -46,6 +48,10 @@ class TrainingModule(L.LightningModule):
     # Wall time of the training part of each epoch (data + steps, without validation): train/epoch_seconds;
     # and the share of it spent between steps, mostly waiting for the next batch: train/data_wait_share.
     def on_train_epoch_start(self) -> None:
+        dataset = getattr(self.trainer.train_dataloader, "dataset", None)
+        set_epoch = getattr(dataset, "set_epoch", None)
+        if callable(set_epoch):  # a streamed table: its row groups are shuffled per epoch
+            set_epoch(self.current_epoch)
         self._epoch_started = self._step_ended = time.perf_counter()
         self._between_steps = 0.0
 
@@ -98,17 +104,19 @@ class TrainingModule(L.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         loss, outputs, targets = self.task.eval_step(self.model, batch)
-        self.log("val/loss", loss, on_epoch=True, batch_size=len(batch))
+        self._val_losses.append(loss.detach().float().cpu().reshape(1).expand(len(batch)))
         self._val_outputs.append(outputs.detach().cpu())
         self._val_targets.append(targets.detach().cpu())
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs:
             return
-        outputs, targets = torch.cat(self._val_outputs), torch.cat(self._val_targets)
-        if self.trainer.world_size > 1:  # every rank scores the whole val set
-            outputs = torch.as_tensor(self.all_gather(outputs)).flatten(0, 1).cpu()
-            targets = torch.as_tensor(self.all_gather(targets)).flatten(0, 1).cpu()
+        # Every rank scores the whole val set, each row once (EveryRowOnce split it without padding), so
+        # that checkpointing and early stopping decide the same on every rank.
+        outputs, targets, losses = gather_rows(
+            torch.cat(self._val_outputs), torch.cat(self._val_targets), torch.cat(self._val_losses)
+        )
+        self.log("val/loss", losses.mean(), sync_dist=False)  # the batches' losses, weighed by their rows
         metrics = self.task.metrics(targets, outputs)
         name = self.task.main_metric
         for key, value in metrics.items():
@@ -117,13 +125,13 @@ class TrainingModule(L.LightningModule):
         # Checkpoint selection: the main metric, ties broken by the val loss (lower is better). A metric
         # that is not finite (a diverged model, a split too small to score) counts as the worst value.
         main, higher = metrics.get(name, float("nan")), self.task.directions()[name] == "max"
-        loss = float(self.trainer.callback_metrics.get("val/loss", 0.0))
+        loss = float(losses.mean())
         tiebreak = 1e-6 * loss if math.isfinite(loss) else 0.0
         if not math.isfinite(main):
             main, tiebreak = (-WORST if higher else WORST), 0.0
         self.log("val/selection", main - tiebreak if higher else main + tiebreak)
-        self._val_outputs.clear()
-        self._val_targets.clear()
+        for kept in (self._val_outputs, self._val_targets, self._val_losses):
+            kept.clear()
 
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.model, self.options)

@@ -26,6 +26,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor, nn
 
 from mumo.config import Config, TrainConfig
+from mumo.distributed import EveryRowOnce, first_process
 from mumo.errors import ConfigError
 from mumo.io import atomic_path, write_bytes, write_text
 from mumo.tasks import Task
@@ -129,6 +130,15 @@ def build_trainer(
     return trainer, checkpoint
 
 
+def check_distributed(task: Task, config: Config, manual: bool) -> None:
+    """What does not run on several processes yet, said before the processes start."""
+    if manual:
+        raise ConfigError(
+            "train.accumulate: GradCache (a contrastive batch larger than memory) runs in one process; "
+            "with several devices, raise train.batch_size instead (negatives are gathered from every rank)"
+        )
+
+
 def fit(
     config: Config,
     run_dir: Path,
@@ -142,20 +152,34 @@ def fit(
     """Lightning fit; returns the network holding the best checkpoint's weights (on rank zero)."""
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     manual = uses_gradcache(task, config.train)  # one optimizer step per (big) batch
-    steps_per_epoch = (
-        len(loaders["train"]) if manual else math.ceil(len(loaders["train"]) / config.train.accumulate)
-    )
-    budget = plan(config.train, steps_per_epoch)
-    module = TrainingModule(network, task, config.train, total_steps=steps_per_epoch * budget.epochs)
     monitor, mode = monitor_for(task, config.train)
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume:
         keep_logged_rows(run_dir / "logs" / "csv" / "metrics.csv", last)
-    with quiet_lightning(run_dir / "logs" / "warnings.txt", quiet):
+    rank_zero = first_process()
+    with quiet_lightning(run_dir / "logs" / "warnings.txt" if rank_zero else None, quiet):
         options = config.train.model_copy(update={"progress": False}) if quiet else config.train
-        trainer, checkpoint = build_trainer(
-            run_dir, options, monitor, mode, steps_per_epoch, manual, budget, callbacks or []
-        )
+        processes = 1
+        while True:  # once more when Lightning says it runs several processes: each sees 1/n of the batches
+            steps_per_epoch = math.ceil(len(loaders["train"]) / processes)
+            if not manual:
+                steps_per_epoch = math.ceil(steps_per_epoch / config.train.accumulate)
+            budget = plan(config.train, steps_per_epoch)
+            trainer, checkpoint = build_trainer(
+                run_dir, options, monitor, mode, steps_per_epoch, manual, budget, callbacks or []
+            )
+            if trainer.world_size == processes:
+                break
+            processes = trainer.world_size
+            if options.strategy in ("auto", "ddp"):
+                # A batch may lack a modality, and then its encoder gets no gradient on that step.
+                options = options.model_copy(update={"strategy": "ddp_find_unused_parameters_true"})
+        if processes > 1:
+            check_distributed(task, config, manual)
+            sampler = loaders["val"].sampler
+            if isinstance(sampler, EveryRowOnce):
+                sampler.shard = True  # each rank scores its share of the val rows
+        module = TrainingModule(network, task, config.train, total_steps=steps_per_epoch * budget.epochs)
         handler = signal.getsignal(signal.SIGINT)
         try:
             trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=str(last) if resume else None)
@@ -170,9 +194,10 @@ def fit(
 
 
 @contextmanager
-def quiet_lightning(log: Path, quiet: bool = False) -> Iterator[None]:
+def quiet_lightning(log: Path | None, quiet: bool = False) -> Iterator[None]:
     """Lightning's and PyTorch's start-up chatter and warnings are not printed raw: they go to `log`
-    (logs/warnings.txt), and one line says how many there were."""
+    (logs/warnings.txt), and one line says how many there were; dropped where `log` is None (the
+    processes after the first of a distributed run)."""
     names = ["lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning"]
     levels = {n: logging.getLogger(n).level for n in names}
     for n in names:
@@ -185,7 +210,7 @@ def quiet_lightning(log: Path, quiet: bool = False) -> Iterator[None]:
             for n, level in levels.items():
                 logging.getLogger(n).setLevel(level)
             seen = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
-            if seen:
+            if seen and log is not None:
                 previous = log.read_text() if log.is_file() else ""
                 write_text(log, previous + "".join(f"{line}\n" for line in seen))
                 if not quiet:
