@@ -87,6 +87,14 @@ class DataConfig(Section):
     num_workers: int = Field(
         0, ge=0, description="DataLoader worker processes (0 = load in the main process)."
     )
+    stream: bool = Field(
+        False,
+        description="Read the train table (Parquet) one row group at a time while training, for tables "
+        "larger than memory; needs data.val.",
+    )
+    stream_sample: int = Field(
+        10_000, ge=100, description="With data.stream: rows read to infer the schema and fit the processors."
+    )
     text: TextOptions = Field(default_factory=TextOptions, description="Text processing.")
     image: ImageOptions = Field(default_factory=ImageOptions, description="Image processing.")
     audio: AudioOptions = Field(default_factory=AudioOptions, description="Audio processing.")

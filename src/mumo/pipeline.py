@@ -3,8 +3,10 @@ report.html in the run folder."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from mumo.data.prepare import (
     summarize_issues,
 )
 from mumo.data.table import read_table
+from mumo.distributed import WORK_ENV, first_process, launched_by
 from mumo.errors import MumoError
 from mumo.network import count_parameters, resolve_encoders
 from mumo.predictor import Predictor
@@ -46,7 +49,7 @@ from mumo.rundir import (
     save_split_rows,
     save_weights,
 )
-from mumo.runwriter import RunWriter
+from mumo.runwriter import RunWriter, staging
 from mumo.tasks import TASKS, Task, resolve_task
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -78,27 +81,39 @@ def train(
     from mumo.training import fit, load_weights, uses_gradcache
 
     started = time.time()
+    # In a distributed run (train.devices > 1, torchrun, srun) every process runs this function; the
+    # first one alone writes the run folder, the others train beside it and write nothing.
+    leader = first_process()
+    quiet = quiet or not leader
     say = (lambda *_: None) if quiet else console.print
-    if resume:
-        if out is None:
-            raise MumoError("--resume needs --out RUN_DIR")
-        writer = RunWriter(Path(out), resume=True)
+    if not leader and out is None and WORK_ENV not in os.environ:
+        raise MumoError(f"{launched_by()}: give --out RUN_DIR, so that every process names the same run")
+    # The processes Lightning starts after the first reuse what it fitted (its schema and processors).
+    reuse = resume or (not leader and WORK_ENV in os.environ)
+    writer: RunWriter | Follower
+    if resume and out is None:
+        raise MumoError("--resume needs --out RUN_DIR")
+    if reuse:
+        writer = RunWriter(Path(out), resume=True) if leader else Follower(Path(out or "."))  # type: ignore[arg-type]
         with reading(writer.work / CONFIG):
             config = load_run_config(writer.work)
     else:
         if config is None:
             raise MumoError("give a config (a YAML path, a dict or a Config)")
         config = _as_config(config, overrides)
-        writer = RunWriter(_destination(config, out), overwrite=overwrite)  # refuses now, before any work
+        destination = _destination(config, out)
+        # RunWriter refuses now, before any work, what the run may not do to --out.
+        writer = RunWriter(destination, overwrite=overwrite) if leader else Follower(destination)
     data = resolve_builtin(config.data)
+    source = _stream_source(data) if data.stream else None  # train rows read while training
     tables = {
-        name: read_table(path)
+        name: source.sample(data.stream_sample) if source and name == "train" else read_table(path)
         for name, path in (("train", data.train), ("val", data.val), ("test", data.test))
         if path
     }
 
     # Schema, task and processors: fitted on train now, or reloaded as they were when resuming.
-    if resume:
+    if reuse:
         schema, processors, target = load_preprocess(writer.work / "preprocess")
         task_class = TASKS.get(schema.task)
     else:
@@ -117,12 +132,12 @@ def train(
         inherited = inherit_processors(processors, schema, Path(config.model.init_from))
     held_out: list[int] | None = None
     if "val" not in tables:
-        held_out = load_split_rows(writer.work) if resume else None
+        held_out = load_split_rows(writer.work) if reuse else None
         if held_out is None:
             labels = task_class.stratify(tables["train"], schema)
             held_out = split_rows(tables["train"], data.val_fraction, config.train.seed, labels, schema.notes)
         tables["train"], tables["val"] = split_off(tables["train"], held_out)
-    if not resume:
+    if not reuse:
         fit_processors(processors, target, tables["train"], keep=inherited)
 
     progress = None if quiet or not config.train.progress or not console.is_terminal else _progress
@@ -135,7 +150,7 @@ def train(
             raise MumoError(f"{table.name}: no usable rows")
     for note in schema.notes:
         say(f"[dim]{note}[/dim]")
-    if not resume:
+    if not reuse:
         finish_processors(processors, splits["train"], keep=inherited)
 
     task: Task = task_class(config.task, schema.inputs, target)
@@ -147,7 +162,7 @@ def train(
         work = writer.work
         if resume:  # the trained weights now, so that frozen-feature caching below uses them
             network.load_state_dict(load_weights(work / "checkpoints" / "last.ckpt"))
-        else:
+        elif leader:
             save_preprocess(work / "preprocess", schema, processors, target)
             save_config(work, config)
             if held_out is not None:
@@ -181,13 +196,29 @@ def train(
                 seed=config.train.seed,
             )
             for name, split in splits.items()
+            if not (source and name == "train")
         }
-        fit(config, work, network, task, loaders, resume, quiet, callbacks)
+        if source is not None:
+            from mumo.data.stream import StreamingDataset, stream_loader
+
+            streamed = StreamingDataset(
+                source, processors, target, rows_per_batch, data.on_error, config.train.seed
+            )
+            loaders["train"] = stream_loader(streamed, data.num_workers)
+            say(
+                f"[dim]data.stream: {source.rows:,} train rows in {len(source.groups)} row groups, decoded "
+                f"while training; the processors were fitted on a sample of {len(splits['train']):,}[/dim]"
+            )
+        with _shown_to_followers(work if leader else None):
+            fit(config, work, network, task, loaders, resume, quiet, callbacks)
+        if not leader:
+            return Run(path=writer.out, metrics={})
         save_weights(network, work / WEIGHTS)
         predictor = Predictor(config, schema, processors, target, network, task, work)
         evaluated = {k: v for k, v in splits.items() if k != "train"}
         train_split = splits["train"] if config.train.baseline else None
         metrics = write_evaluation(predictor, work, evaluated, tables, quiet, train_split)
+        assert isinstance(writer, RunWriter)  # the first process's
         predictor.path = writer.commit()
     say(
         f"[green]done[/green] in {time.time() - started:.0f}s → {writer.out}  (report: {writer.out / 'report.html'})"
@@ -219,6 +250,46 @@ def _resolved(config: Config, schema: Schema, options: TaskOptions, task: type[T
     )
     model = resolve_encoders(task.resolve_model(config.model, schema.inputs), schema.inputs)
     return config.model_copy(update={"data": data, "task": options, "model": model})
+
+
+def _stream_source(data: Any) -> Any:
+    from mumo.data.stream import ParquetSource
+
+    if not data.val:
+        raise MumoError("data.stream: give data.val too (a streamed train table is not split for validation)")
+    return ParquetSource.open(data.train)
+
+
+class Follower:
+    """A process after the first of a distributed run: it trains in the first one's work folder (named
+    by it in MUMO_RUN_WORK, or beside --out as RunWriter names it) and writes nothing there."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.work = Path(os.environ[WORK_ENV]) if WORK_ENV in os.environ else staging(out)
+
+    def __enter__(self) -> Follower:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+
+@contextmanager
+def _shown_to_followers(work: Path | None) -> Iterator[None]:
+    """While the first process trains, the processes Lightning starts from it inherit its work folder."""
+    if work is None:
+        yield
+        return
+    before = os.environ.get(WORK_ENV)
+    os.environ[WORK_ENV] = str(work)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(WORK_ENV, None)
+        else:
+            os.environ[WORK_ENV] = before
 
 
 def _destination(config: Config, out: str | Path | None) -> Path:
