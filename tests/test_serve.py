@@ -475,3 +475,51 @@ def test_the_page_searches_shows_more_like_this_and_predicts(
         (tmp_path / name).stat().st_size > 5000
         for name in ("search.png", "more-like-this.png", "predict.png")
     )
+
+
+# ------------------------------------------------------------------------------------- --workers
+def test_several_workers_each_load_the_model_and_share_their_metrics(
+    classifier: Path, shapes_dir: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+    import psutil
+
+    test = pd.read_csv(shapes_dir / "test.csv")
+    rows = [
+        {
+            "image": data_uri(shapes_dir / r.image, "image/png"),
+            "sound": data_uri(shapes_dir / r.sound, "audio/wav"),
+            "caption": r.caption,
+            "weight": float(r.weight),
+        }
+        for r in test.itertuples()
+    ]
+    expected = [
+        p["prediction"]
+        for p in mumo.load(classifier).predict(test.drop(columns=["label"]), base_dir=shapes_dir)
+    ]
+    running = Server(str(classifier), "--workers", "2")
+    try:
+        workers = psutil.Process(running.process.pid).children(recursive=True)
+        # two server processes, each holding a loaded model (torch's and the weights' pages)
+        assert len([w for w in workers if w.memory_info().rss > 150 * 2**20]) == 2
+
+        def ask(row: dict[str, Any]) -> str:
+            answer = httpx.post(f"{running.url}/predict", json={"rows": [row]}, timeout=60)
+            answer.raise_for_status()
+            return str(answer.json()["predictions"][0]["prediction"])
+
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(ask, rows))
+        assert got == expected
+        text = httpx.get(f"{running.url}/metrics").text
+        answered = sum(
+            float(v)
+            for v in re.findall(r'^mumo_requests_total\{route="/predict",status="200"\} (\S+)$', text, re.M)
+        )
+        assert answered == len(rows)  # both workers' counts, added up
+    finally:
+        log = running.stop()
+    assert "2 workers" in log

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import io
 import math
+import os
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -61,7 +62,9 @@ class State:
         self.batch_rows = Histogram(
             "mumo_batch_rows", "Rows per model call", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r
         )
-        self.queue_depth = Gauge("mumo_queue_rows", "Rows waiting for the model", registry=r)
+        self.queue_depth = Gauge(
+            "mumo_queue_rows", "Rows waiting for the model", registry=r, multiprocess_mode="livesum"
+        )
 
     def observe_batch(self, rows: int, depth: int) -> None:
         self.batch_rows.observe(rows)
@@ -313,11 +316,23 @@ def _routes(app: FastAPI, state: State) -> None:
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(_registry(state)), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+
+def _registry(state: State) -> CollectorRegistry:
+    """This process's metrics; with several workers (mumo serve --workers), every worker's, added up
+    from the files prometheus_client keeps in PROMETHEUS_MULTIPROC_DIR."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return state.registry
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
 
 
 def _embeds(model: Any) -> list[str]:
