@@ -332,6 +332,8 @@ def _embed_setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--column", required=True, help="the column to embed")
     p.add_argument("--out", required=True, help="output file: .parquet (row, column, vector), .jsonl or .npy")
     p.add_argument("--on-error", choices=["fail", "skip", "absent"], default="fail")
+    p.add_argument("--ray", action="store_true", help="embed on Ray actors (pip install 'mumo[ray]')")
+    _ray_flags(p, "actors, each with the run loaded")
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -345,7 +347,17 @@ def _embed(args: argparse.Namespace) -> int:
         raise MumoError(
             f"--column: {args.column!r} is not in {args.data}; columns: {', '.join(table.columns)}"
         )
-    vectors = model.embed(table.frame, args.column, table.base_dir, args.on_error)
+    if args.ray:
+        from mumo import ray_engine
+        from mumo.embedding import embedder
+
+        embedder(model, args.column)  # a run that cannot embed the column says so before Ray starts
+        cells = table.values(args.column)
+        vectors = ray_engine.embed(
+            args.run_dir, cells, args.column, table.base_dir, args.on_error, args.address, args.workers
+        )
+    else:
+        vectors = model.embed(table.frame, args.column, table.base_dir, args.on_error)
     kept = [i for i in range(len(vectors)) if not math.isnan(float(vectors[i, 0]))]
     _write_vectors(Path(args.out), args.column, [table.row_number(i) for i in kept], vectors[kept])
     absent = len(vectors) - len(kept)
@@ -452,6 +464,15 @@ def _tune_setup(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--ensemble", action="store_true", help="also try a greedy ensemble of the best trials")
     p.add_argument("--quiet", action="store_true", help="print only the leaderboard")
+    p.add_argument(
+        "--engine", choices=["optuna", "ray"], default="optuna", help="optuna here, or Ray Tune (mumo[ray])"
+    )
+    _ray_flags(p, "trials at the same time, one CPU each")
+
+
+def _ray_flags(p: argparse.ArgumentParser, workers: str) -> None:
+    p.add_argument("--address", help="a Ray cluster to join (default: start Ray here)")
+    p.add_argument("--workers", type=int, default=2, help=f"Ray: {workers} (default 2)")
 
 
 def _tune(args: argparse.Namespace) -> int:
@@ -474,6 +495,9 @@ def _tune(args: argparse.Namespace) -> int:
         ensemble=args.ensemble,
         quiet=args.quiet,
         fixed=fixed,
+        engine=args.engine,
+        address=args.address,
+        workers=args.workers,
     )
     best = results[0]
     print(f"best: trial {best.number}, val {best.metric} {best.val:.4f} → {out / 'best'}", file=sys.stderr)

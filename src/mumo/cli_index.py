@@ -36,6 +36,21 @@ def index_setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--delete", metavar="IDS", help="remove rows by id, e.g. 3,17,20")
     p.add_argument("--compact", action="store_true", help="rebuild without the deleted rows now")
     p.add_argument("--on-error", choices=["fail", "skip", "absent"], default="fail")
+    p.add_argument("--ray", action="store_true", help="embed on Ray actors (pip install 'mumo[ray]')")
+    p.add_argument("--address", help="with --ray: a Ray cluster to join (default: start Ray here)")
+    p.add_argument("--workers", type=int, default=2, help="with --ray: actors, each with the run loaded")
+
+
+def _ray_embedder(args: argparse.Namespace, run_dir: str) -> Any:
+    """With --ray: embedding on Ray actors, in the form indexing takes; else None."""
+    if not args.ray:
+        return None
+    from mumo import ray_engine
+
+    def embed(cells: list[Any], column: str, base_dir: Path, on_error: str) -> Any:
+        return ray_engine.embed(run_dir, cells, column, base_dir, on_error, args.address, args.workers)
+
+    return embed
 
 
 def index_run(args: argparse.Namespace) -> int:
@@ -55,7 +70,14 @@ def index_run(args: argparse.Namespace) -> int:
             )
         model = mumo.load(args.run_dir)
         manifest, absent = indexing.build(
-            model, read_table(args.data), args.column, out, args.kind, args.memory, args.on_error
+            model,
+            read_table(args.data),
+            args.column,
+            out,
+            args.kind,
+            args.memory,
+            args.on_error,
+            _ray_embedder(args, args.run_dir),
         )
         _say(
             manifest,
@@ -67,8 +89,10 @@ def index_run(args: argparse.Namespace) -> int:
     with indexing.writing(out):
         index = idx.Index.open(out)
         if args.add:
-            model = mumo.load(args.run_dir or index.manifest["run"])
-            manifest, added, absent = indexing.add(model, index, read_table(args.add), args.on_error)
+            run_dir = args.run_dir or index.manifest["run"]
+            model = mumo.load(run_dir)
+            embed = _ray_embedder(args, run_dir)
+            manifest, added, absent = indexing.add(model, index, read_table(args.add), args.on_error, embed)
             _say(manifest, f"added {added} rows", absent, index.column)
         elif args.delete:
             ids = _ids(args.delete)

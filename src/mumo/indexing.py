@@ -9,6 +9,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,18 +55,25 @@ def run_path(predictor: Predictor) -> Path:
     return Path(predictor.path)
 
 
+Embed = Callable[[list[Any], str, Path, str], np.ndarray]  # (cells, column, base_dir, on_error) → vectors
+
+
 def embed_table(
-    predictor: Predictor, table: Any, column: str, on_error: str
+    predictor: Predictor, table: Any, column: str, on_error: str, embed: Embed | None = None
 ) -> tuple[np.ndarray, pd.DataFrame, int]:
-    """(vectors, metadata rows, rows left out because the column is empty) of a manifest. File cells
-    become absolute paths, so that the metadata names the file wherever the index is read."""
+    """(vectors, metadata rows, rows left out because the column is empty) of a manifest, embedded by
+    the predictor or by `embed` (on Ray). File cells become absolute paths, so that the metadata names
+    the file wherever the index is read."""
     from mumo.embedding import embedder
 
     embedder(predictor, column)
     if column not in table.columns:
         raise DataError(f"--column: {column!r} is not in {table.name}; columns: {', '.join(table.columns)}")
     frame = check_rows(table.frame.copy(), table.name)
-    vectors = predictor.embed(frame, column, table.base_dir, on_error)
+    if embed is not None:
+        vectors = embed(frame[column].tolist(), column, table.base_dir, on_error)
+    else:
+        vectors = predictor.embed(frame, column, table.base_dir, on_error)
     for name, kind in predictor.schema.inputs.items():
         if kind in ("image", "audio") and name in frame.columns:
             frame[name] = [_absolute(v, table.base_dir) for v in frame[name]]
@@ -88,12 +96,13 @@ def build(
     kind: str = "auto",
     memory: str = "4GB",
     on_error: str = "fail",
+    embed: Embed | None = None,
 ) -> tuple[dict[str, Any], int]:
     """A new index of `column` in `out` (which must not hold one). Returns the manifest and the number of
     rows left out (empty cells)."""
     if (out / MANIFEST).exists():
         raise MumoError(f"--out {out}: already holds an index; add rows with --add, or choose another folder")
-    vectors, rows, absent = embed_table(predictor, table, column, on_error)
+    vectors, rows, absent = embed_table(predictor, table, column, on_error, embed)
     if not len(vectors):
         raise DataError(f"{table.name}: no row has a value in {column!r}; nothing to index")
     budget = parse_bytes(memory)
@@ -117,12 +126,12 @@ def build(
 
 
 def add(
-    predictor: Predictor, index: Index, table: Any, on_error: str = "fail"
+    predictor: Predictor, index: Index, table: Any, on_error: str = "fail", embed: Embed | None = None
 ) -> tuple[dict[str, Any], int, int]:
     """Append a manifest's rows (new ids from the manifest's next_id). Returns the manifest, rows
     added and rows left out."""
     check_run(index, predictor)
-    vectors, rows, absent = embed_table(predictor, table, index.column, on_error)
+    vectors, rows, absent = embed_table(predictor, table, index.column, on_error, embed)
     missing = [c for c in index.rows.columns if c != "id" and c not in rows.columns]
     if missing:
         raise DataError(f"{table.name}: lacks the index's metadata column(s) {', '.join(missing)}")

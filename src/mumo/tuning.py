@@ -110,17 +110,28 @@ def tune(
     ensemble: bool = False,
     quiet: bool = False,
     fixed: set[str] | None = None,
+    engine: str = "optuna",
+    address: str | None = None,
+    workers: int = 2,
 ) -> list[TrialResult]:
-    """Search with Optuna; resumable from out/study.db. Returns every trial, best first. Keys in `fixed`
-    (those the user set) are not searched."""
-    import optuna
-
+    """Search with Optuna (resumable from out/study.db), or with Ray Tune (engine "ray": trials run at
+    the same time on `workers` CPUs or a cluster at `address`). Returns every trial, best first. Keys in
+    `fixed` (those the user set) are not searched."""
     from mumo.leaderboard import write_leaderboard
 
     if trials < 1:
         raise MumoError("--trials: at least 1")
     space = {key: spec for key, spec in space_for(config).items() if key not in (fixed or set())}
     out.mkdir(parents=True, exist_ok=True)
+    if engine == "ray":
+        from mumo import ray_engine
+
+        results = ray_engine.tune(config, out, space, trials, time_limit, address, workers)
+        return _finish(out, results, ensemble, quiet)
+    if engine != "optuna":
+        raise MumoError(f"--engine: {engine!r} is not optuna or ray")
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         storage=f"sqlite:///{out / 'study.db'}",
@@ -172,8 +183,15 @@ def tune(
     if remaining > 0 and (deadline is None or deadline - time.time() > 10):
         timeout = max(1.0, deadline - time.time()) if deadline is not None else None
         study.optimize(objective, n_trials=remaining, timeout=timeout)
-    results = results_of(study)
+    return _finish(out, results_of(study), ensemble, quiet)
+
+
+def _finish(out: Path, results: list[TrialResult], ensemble: bool, quiet: bool) -> list[TrialResult]:
+    """The leaderboard, the ensemble when asked for, and `best`, once the trials are done."""
+    from mumo.leaderboard import write_leaderboard
+
     if not any(r.state == "complete" for r in results):
+        write_leaderboard(out, results, quiet=True)
         raise MumoError(f"{out}: no trial completed; see {out / 'leaderboard.json'}")
     extra = None
     if ensemble:
