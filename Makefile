@@ -55,6 +55,8 @@ bench: install
 	-$(BIN)/python -m benchmarks.generation
 	-$(BIN)/python -m benchmarks.speech
 	-$(BIN)/python -m benchmarks.image_generation
+	-$(BIN)/python -m benchmarks.streaming --in-memory
+	-$(BIN)/python -m benchmarks.scaling
 
 bench-speed: install
 	$(BIN)/mumo bench --json benchmarks/results/bench.json --markdown BENCHMARKS.md

@@ -121,7 +121,7 @@ def main() -> int:
         if args.in_memory:
             results.append(run(args.rows, args.workers, False, Path(tmp)))
     print(
-        "| rows | data.stream | workers | seconds (one epoch, all included) | rows/s | peak RSS | val accuracy |"
+        "| rows | data.stream | workers | seconds (one epoch, all included) | rows/s | peak memory (PSS) | val accuracy |"
     )
     print("|---:|---|---:|---:|---:|---:|---:|")
     for r in results:

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mumo.config import Config, TaskOptions, build_config, load_raw
+from mumo.config import Config, DataConfig, TaskOptions, build_config, load_raw
 from mumo.data.builtin import resolve_builtin
 from mumo.data.dataset import make_loader
 from mumo.data.prepare import (
@@ -51,6 +51,9 @@ from mumo.rundir import (
 )
 from mumo.runwriter import RunWriter, staging
 from mumo.tasks import TASKS, Task, resolve_task
+
+if TYPE_CHECKING:
+    from mumo.data.stream import ParquetSource
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -252,7 +255,7 @@ def _resolved(config: Config, schema: Schema, options: TaskOptions, task: type[T
     return config.model_copy(update={"data": data, "task": options, "model": model})
 
 
-def _stream_source(data: Any) -> Any:
+def _stream_source(data: DataConfig) -> ParquetSource:
     from mumo.data.stream import ParquetSource
 
     if not data.val:
