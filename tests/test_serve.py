@@ -34,6 +34,19 @@ def data_uri(path: Path, mime: str) -> str:
     return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode()
 
 
+def uploaded_rows(table: Any, shapes_dir: Path) -> list[dict[str, Any]]:
+    """Rows of a shapes manifest as a client sends them: files as data URIs."""
+    return [
+        {
+            "image": data_uri(shapes_dir / r.image, "image/png"),
+            "sound": data_uri(shapes_dir / r.sound, "audio/wav"),
+            "caption": r.caption,
+            "weight": float(r.weight),
+        }
+        for r in table.itertuples()
+    ]
+
+
 class Server:
     """`mumo serve` in a child process; `url` once /ready answers."""
 
@@ -147,15 +160,7 @@ def test_every_endpoint_answers_what_the_library_does(
     assert info["index"]["vectors"] == 160 and info["index"]["column"] == "image"
 
     test = pd.read_csv(shapes_dir / "test.csv").head(3)
-    rows = [
-        {
-            "image": data_uri(shapes_dir / r.image, "image/png"),
-            "sound": data_uri(shapes_dir / r.sound, "audio/wav"),
-            "caption": r.caption,
-            "weight": float(r.weight),
-        }
-        for r in test.itertuples()
-    ]
+    rows = uploaded_rows(test, shapes_dir)
     expected = model.predict(test.drop(columns=["label"]), base_dir=shapes_dir)
     got = httpx.post(f"{url}/predict", json={"rows": rows}).json()["predictions"]
     assert [g["prediction"] for g in got] == [e["prediction"] for e in expected]
@@ -487,15 +492,7 @@ def test_several_workers_each_load_the_model_and_share_their_metrics(
     import psutil
 
     test = pd.read_csv(shapes_dir / "test.csv")
-    rows = [
-        {
-            "image": data_uri(shapes_dir / r.image, "image/png"),
-            "sound": data_uri(shapes_dir / r.sound, "audio/wav"),
-            "caption": r.caption,
-            "weight": float(r.weight),
-        }
-        for r in test.itertuples()
-    ]
+    rows = uploaded_rows(test, shapes_dir)
     expected = [
         p["prediction"]
         for p in mumo.load(classifier).predict(test.drop(columns=["label"]), base_dir=shapes_dir)

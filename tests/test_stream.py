@@ -41,6 +41,7 @@ def _write(folder: Path, frame: pd.DataFrame, group: int = 128) -> dict[str, str
     return paths
 
 
+@pytest.mark.slow
 def test_a_streamed_run_reaches_the_accuracy_of_an_in_memory_run(tmp_path: Path) -> None:
     paths = _write(tmp_path, _table(4000, 0))
     config = {
