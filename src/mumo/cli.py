@@ -333,7 +333,7 @@ def _embed_setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output file: .parquet (row, column, vector), .jsonl or .npy")
     p.add_argument("--on-error", choices=["fail", "skip", "absent"], default="fail")
     p.add_argument("--ray", action="store_true", help="embed on Ray actors (pip install 'mumo[ray]')")
-    _ray_flags(p, "actors, each with the run loaded")
+    cli_index.ray_flags(p, "actors, each with the run loaded")
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -467,12 +467,7 @@ def _tune_setup(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--engine", choices=["optuna", "ray"], default="optuna", help="optuna here, or Ray Tune (mumo[ray])"
     )
-    _ray_flags(p, "trials at the same time, one CPU each")
-
-
-def _ray_flags(p: argparse.ArgumentParser, workers: str) -> None:
-    p.add_argument("--address", help="a Ray cluster to join (default: start Ray here)")
-    p.add_argument("--workers", type=int, default=2, help=f"Ray: {workers} (default 2)")
+    cli_index.ray_flags(p, "trials at the same time, one CPU each")
 
 
 def _tune(args: argparse.Namespace) -> int:

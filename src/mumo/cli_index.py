@@ -37,8 +37,13 @@ def index_setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compact", action="store_true", help="rebuild without the deleted rows now")
     p.add_argument("--on-error", choices=["fail", "skip", "absent"], default="fail")
     p.add_argument("--ray", action="store_true", help="embed on Ray actors (pip install 'mumo[ray]')")
-    p.add_argument("--address", help="with --ray: a Ray cluster to join (default: start Ray here)")
-    p.add_argument("--workers", type=int, default=2, help="with --ray: actors, each with the run loaded")
+    ray_flags(p, "actors, each with the run loaded")
+
+
+def ray_flags(p: argparse.ArgumentParser, workers: str) -> None:
+    """--address and --workers, for the commands that can run on Ray (index, embed, tune)."""
+    p.add_argument("--address", help="a Ray cluster to join (default: start Ray here)")
+    p.add_argument("--workers", type=int, default=2, help=f"Ray: {workers} (default 2)")
 
 
 def _ray_embedder(args: argparse.Namespace, run_dir: str) -> Any:
