@@ -54,7 +54,7 @@ def _launch(world: int, out: Path, loss: str) -> dict:
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("loss", ["infonce", "sigmoid"])
+@pytest.mark.parametrize("loss", ["infonce", "sigmoid", "matching"])
 def test_contrastive_gather_gives_the_big_batch_loss_and_gradients(loss: str, tmp_path: Path) -> None:
     one = _launch(1, tmp_path / "one.json", loss)
     two = _launch(2, tmp_path / "two.json", loss)

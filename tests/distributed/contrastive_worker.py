@@ -1,5 +1,6 @@
 """One process of the distributed tests. The contrastive gather parity test: the loss and gradients of a ContrastiveNetwork on
-its share of a fixed global batch, under DistributedDataParallel (gloo) when WORLD_SIZE > 1. Rank zero
+its share of a fixed global batch, under DistributedDataParallel (gloo) when WORLD_SIZE > 1 (loss
+"matching": a MatchingNetwork's, its ITM head scoring every pair 0 so that the ITC part is compared). Rank zero
 writes them as JSON. With "rows" instead of a loss: how validation rows are split and gathered. Run by tests/test_distributed.py with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT."""
 
 from __future__ import annotations
@@ -7,14 +8,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from mumo.data.dataset import Batch
+from mumo.outputs import EncoderOutput
 from mumo.tasks.contrastive import ContrastiveNetwork
+from mumo.tasks.matching import MatchingNetwork
 
 ROWS = 16
 
@@ -24,8 +26,13 @@ class Encoder(nn.Module):
         super().__init__()
         self.linear = nn.Linear(width, dim)
 
-    def forward(self, inputs: dict[str, torch.Tensor]) -> SimpleNamespace:
-        return SimpleNamespace(pooled=torch.tanh(self.linear(inputs["x"])))
+    def forward(self, inputs: dict[str, torch.Tensor]) -> EncoderOutput:
+        pooled = torch.tanh(self.linear(inputs["x"]))
+        return EncoderOutput(pooled, pooled[:, None], torch.ones(len(pooled), 1, dtype=torch.bool))
+
+
+class Fusion(nn.Module):
+    out_dim = 8
 
 
 def rows(out: str) -> None:
@@ -52,7 +59,12 @@ def main(out: str, loss: str) -> None:
     if world > 1:
         dist.init_process_group("gloo")
     torch.manual_seed(0)
-    network = ContrastiveNetwork({"a": Encoder(6, 8), "b": Encoder(5, 8)}, [("a", "b")], 8, 4, loss=loss)
+    encoders = {"a": Encoder(6, 8), "b": Encoder(5, 8)}
+    if loss == "matching":  # ITC + ITM; the ITM head's mined negatives are drawn per rank: scored 0 here
+        network: ContrastiveNetwork = MatchingNetwork(encoders, ("a", "b"), 8, 4, Fusion())
+        network.score = lambda outputs, left, right: torch.zeros(len(left))  # type: ignore[method-assign]
+    else:
+        network = ContrastiveNetwork(encoders, [("a", "b")], 8, 4, loss=loss)
     data = torch.Generator().manual_seed(1)
     a, b = torch.randn(ROWS, 6, generator=data), torch.randn(ROWS, 5, generator=data)
     has_b = torch.ones(ROWS, dtype=torch.bool)
@@ -62,7 +74,8 @@ def main(out: str, loss: str) -> None:
         inputs={"a": {"x": a[mine]}, "b": {"x": b[mine]}},
         presence={"a": torch.ones(ROWS, dtype=torch.bool)[mine], "b": has_b[mine]},
     )
-    model = nn.parallel.DistributedDataParallel(network) if world > 1 else network
+    unused = loss == "matching"  # the ITM head, scored 0 here
+    model = nn.parallel.DistributedDataParallel(network, find_unused_parameters=unused) if world > 1 else network
     network.train()
     value = model(batch)
     value.backward()

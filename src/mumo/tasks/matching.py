@@ -30,7 +30,7 @@ from mumo.metrics import roc_auc
 from mumo.network import build_encoders, module_key
 from mumo.outputs import EncoderOutput
 from mumo.tasks.base import TASKS, Direction, Evaluated
-from mumo.tasks.contrastive import Contrastive, ContrastiveNetwork, Pair, infonce_loss, pair_retrieval_metrics
+from mumo.tasks.contrastive import Contrastive, ContrastiveNetwork, Pair, pair_retrieval_metrics
 
 if TYPE_CHECKING:
     from mumo.predictor import Predictor
@@ -112,10 +112,12 @@ class MatchingNetwork(ContrastiveNetwork):
         outputs, rows = self.encode_pair(batch)
         emb = self.embeddings(outputs)
         n = len(rows)
+        # ITC through pair_loss: while DDP trains on several processes its negatives are every rank's
+        # pairs (gathered with gradients), so every rank takes part even with fewer than 2 pairs here.
+        ones = torch.ones(n, dtype=torch.bool, device=rows.device)
+        itc = self.pair_loss(emb, dict.fromkeys(self.pair, ones))
         if n < 2:
-            zero = self.log_scale * 0.0
-            return zero, emb[left], emb[right], zero.reshape(1)[:0]
-        itc = infonce_loss(emb[left], emb[right], self.scale)
+            return itc, emb[left], emb[right], itc.reshape(1)[:0]
         with torch.no_grad():
             similarity = emb[left] @ emb[right].T
             right_neg = self.negatives(similarity, mined)  # a wrong partner for each left row
