@@ -75,7 +75,9 @@ def main(out: str, loss: str) -> None:
         presence={"a": torch.ones(ROWS, dtype=torch.bool)[mine], "b": has_b[mine]},
     )
     unused = loss == "matching"  # the ITM head, scored 0 here
-    model = nn.parallel.DistributedDataParallel(network, find_unused_parameters=unused) if world > 1 else network
+    model = (
+        nn.parallel.DistributedDataParallel(network, find_unused_parameters=unused) if world > 1 else network
+    )
     network.train()
     value = model(batch)
     value.backward()
