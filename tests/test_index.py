@@ -203,3 +203,27 @@ def test_a_writer_killed_at_any_moment_leaves_the_old_or_the_new_version(
         assert index.count in (before, before + 20)
         outcomes.add(index.count - before)
     assert outcomes == {0, 20}  # some trials were killed before the commit, some after
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_plain_search_path_equals_faiss_for_every_k_and_query_count(kind: str) -> None:
+    """The fast path (FAISS's C++ search into arrays mumo makes; 1-d for one query) gives FAISS's own
+    answer: one query or several, k below, at and above the index size, metadata positions by id."""
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(40, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(100, 140, dtype=np.int64)  # ids are not positions: looked up through the rows
+    built = build_faiss(kind, vectors, ids)
+    rows = pd.DataFrame({"id": ids, "name": [f"item {i}" for i in ids]})
+    index = Index(Path("."), {"column": "x", "index": kind, "deleted": []}, built, rows)
+    for queries in (vectors[:1], vectors[:3]):
+        for k in (1, 10, 40, 57, 2000):
+            scores, found = built.search(queries, min(k, 40))
+            hits = index.search(queries, k)
+            assert len(hits) == len(queries)
+            for q, answer in enumerate(hits):
+                assert [h.id for h in answer] == found[q].tolist()
+                assert [h.score for h in answer] == pytest.approx(scores[q].tolist())
+                assert [h.row["name"] for h in answer] == [f"item {i}" for i in found[q]]
+    with pytest.raises(MumoError, match="query vectors have 5 dimensions; the index holds 8"):
+        index.search(np.zeros((1, 5), np.float32))

@@ -37,6 +37,7 @@ KINDS = ("auto", "flat", "hnsw", "ivfpq")
 EXACT_BELOW = 50_000
 HNSW_M = 32
 RECALL_SAMPLE = 200
+PLAIN_K = 1024  # a larger k is first cut to the index's size (answers short of k are padded with id -1)
 COMPACT_SHARE = 0.2  # hnsw: rebuilt once this share of its vectors is deleted (it cannot remove in place)
 
 
@@ -140,20 +141,29 @@ def search_faiss(
     return index.search(queries, k, params=params)
 
 
-def _search_plain(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """index.search(queries, k) without the Python wrapper's checks (about 6 us of a 35 us search):
-    its search_c, the C++ method the wrapper calls, with the arrays made here."""
-    search = getattr(index, "search_c", None)
-    if search is None:  # a FAISS whose wrapper differs
-        return index.search(np.ascontiguousarray(queries), k)  # type: ignore[no-any-return]
-    queries = np.ascontiguousarray(queries)
-    if queries.shape[1] != index.d:  # what the wrapper asserts; C++ would read past the array
-        raise MumoError(f"query vectors have {queries.shape[1]} dimensions; the index holds {index.d}")
-    n = len(queries)
-    scores, ids = np.empty((n, k), np.float32), np.empty((n, k), np.int64)
-    swig_ptr = faiss_module().swig_ptr
-    search(n, swig_ptr(queries), k, swig_ptr(scores), swig_ptr(ids), None)
-    return scores, ids
+class _PlainSearch:
+    """index.search(queries, k) without the Python wrapper's per-call work (about a sixth of a 35 us
+    HNSW search): FAISS's C++ search_c, the method the wrapper calls, bound once with the index's
+    dimension, into arrays made here. A single query gets 1-d arrays (no views to slice)."""
+
+    __slots__ = ("d", "ptr", "search_c")
+
+    def __init__(self, index: Any) -> None:
+        self.search_c = getattr(index, "search_c", None)  # None: a FAISS whose wrapper differs
+        self.d, self.ptr = int(index.d), faiss_module().swig_ptr
+
+    def __call__(self, index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if not queries.flags.c_contiguous:
+            queries = np.ascontiguousarray(queries)
+        if queries.shape[1] != self.d:  # what the wrapper asserts; C++ would read past the array
+            raise MumoError(f"query vectors have {queries.shape[1]} dimensions; the index holds {self.d}")
+        if self.search_c is None:
+            return index.search(queries, k)  # type: ignore[no-any-return]
+        n, ptr = len(queries), self.ptr
+        shape = (k,) if n == 1 else (n, k)
+        scores, ids = np.empty(shape, np.float32), np.empty(shape, np.int64)
+        self.search_c(n, ptr(queries), k, ptr(scores), ptr(ids), None)
+        return scores, ids
 
 
 def _search_parameters(index: Any, selector: Any) -> Any:
@@ -208,6 +218,7 @@ class Index:
         self._sorted = ids[self._order]
         self._identity = bool(np.array_equal(ids, np.arange(len(ids))))
         self._columns = {c: _plain(rows[c]) for c in rows.columns}  # per-hit rows without pandas
+        self._plain = _PlainSearch(faiss_index)
 
     # ------------------------------------------------------------------------------------ loading
     @classmethod
@@ -287,17 +298,19 @@ class Index:
             raise MumoError(f"-k: {k} must be at least 1")
         if queries.ndim != 2 or queries.dtype != np.float32:
             queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        k = min(k, max(self.faiss.ntotal - len(self.deleted), 1))
-        if filters or exclude or self.deleted:
+        if filters or exclude or self.deleted or k > PLAIN_K:
+            k = min(k, max(self.count, 1))
             only = self.where(filters) if filters else None
             scores, ids = search_faiss(self.faiss, queries, k, self.deleted | (exclude or set()), only)
         else:  # the common case, nothing to leave out: FAISS's C++ search into arrays made here
-            scores, ids = _search_plain(self.faiss, queries, k)
+            scores, ids = self._plain(self.faiss, queries, k)
+            if ids.ndim == 1:  # one query (a server's, a CLI's)
+                if ids[-1] >= 0:  # k hits (FAISS pads a short answer with id -1 at its end)
+                    return [Hits(ids, scores, ids if self._identity else self.positions(ids), self._columns)]
+                scores, ids = scores[None], ids[None]
         # ids are the metadata positions until a row is deleted; after that, looked up in one go
         places = ids if self._identity else self.positions(ids.ravel()).reshape(ids.shape)
-        if len(ids) == 1 and ids[0, -1] >= 0:  # one query (a server's, a CLI's) with k hits
-            return [Hits(ids[0], scores[0], places[0], self._columns)]
-        found = (ids >= 0).sum(axis=1)  # FAISS pads a short answer with id -1 at its end
+        found = (ids >= 0).sum(axis=1)
         return [
             Hits(ids[q, :n], scores[q, :n], places[q, :n], self._columns)
             for q, n in enumerate(found.tolist())
