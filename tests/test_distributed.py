@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_cli
 
 WORKER = Path(__file__).parent / "distributed" / "contrastive_worker.py"
 
@@ -162,3 +162,20 @@ def test_the_multinode_example_is_a_valid_config() -> None:
     config = build_config(load_raw(REPO / "examples" / "distributed" / "multinode.yaml"))
     assert (config.train.devices, config.train.num_nodes, config.train.strategy) == (4, 2, "ddp")
     assert config.task.type == "contrastive"
+
+
+def test_a_strategy_lightning_refuses_is_one_line_and_no_run(tmp_path: Path) -> None:
+    """FSDP needs a GPU in Lightning: on CPU the user gets Lightning's reason in one line, exit 2, and
+    no run folder (not a traceback)."""
+    data = tmp_path / "t.csv"
+    data.write_text("x,label\n" + "".join(f"{i / 40},{int(i >= 20)}\n" for i in range(40)))
+    out = tmp_path / "run"
+    args = ["train", "--train", str(data), "--target", "label", "--out", str(out), "--set", "train.epochs=1"]
+    args += ["--set", "train.strategy=fsdp", "--set", "train.devices=2", "--set", "train.accelerator=cpu"]
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mumo: error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
+    assert errors[0].startswith("mumo: error: train: Lightning refuses accelerator=cpu, devices=2, strategy=fsdp")
+    assert "requires a GPU accelerator" in errors[0]
+    assert not out.exists()

@@ -19,6 +19,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -107,26 +108,33 @@ def build_trainer(
         KeepingCSVLogger(save_dir=run_dir, name="logs", version="csv"),
         TensorBoardLogger(save_dir=run_dir, name="logs", version="tensorboard", default_hp_metric=False),
     ]
-    trainer = L.Trainer(
-        default_root_dir=run_dir,
-        max_epochs=budget.epochs,
-        max_time=timedelta(seconds=budget.time_limit) if budget.time_limit else None,
-        accelerator=train.accelerator,
-        devices=train.devices,
-        strategy=train.strategy,
-        num_nodes=train.num_nodes,
-        precision=train.precision,
-        gradient_clip_val=None if manual else train.grad_clip or None,
-        accumulate_grad_batches=1 if manual else train.accumulate,
-        callbacks=callbacks,
-        logger=loggers,
-        plugins=[SafeCheckpointIO()],
-        num_sanity_val_steps=0,
-        log_every_n_steps=max(1, min(10, steps_per_epoch)),
-        enable_progress_bar=fancy,
-        enable_model_summary=False,
-        deterministic=False,
-    )
+    try:
+        trainer = L.Trainer(
+            default_root_dir=run_dir,
+            max_epochs=budget.epochs,
+            max_time=timedelta(seconds=budget.time_limit) if budget.time_limit else None,
+            accelerator=train.accelerator,
+            devices=train.devices,
+            strategy=train.strategy,
+            num_nodes=train.num_nodes,
+            precision=train.precision,
+            gradient_clip_val=None if manual else train.grad_clip or None,
+            accumulate_grad_batches=1 if manual else train.accumulate,
+            callbacks=callbacks,
+            logger=loggers,
+            plugins=[SafeCheckpointIO()],
+            num_sanity_val_steps=0,
+            log_every_n_steps=max(1, min(10, steps_per_epoch)),
+            enable_progress_bar=fancy,
+            enable_model_summary=False,
+            deterministic=False,
+        )
+    except (ValueError, MisconfigurationException) as err:  # Lightning's checks of the devices it is given
+        raise ConfigError(
+            f"train: Lightning refuses accelerator={train.accelerator}, devices={train.devices}, "
+            f"strategy={train.strategy}, num_nodes={train.num_nodes}, precision={train.precision}: "
+            + " ".join(str(err).split())
+        ) from None
     return trainer, checkpoint
 
 
