@@ -176,6 +176,8 @@ def test_a_strategy_lightning_refuses_is_one_line_and_no_run(tmp_path: Path) -> 
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("mumo: error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr
-    assert errors[0].startswith("mumo: error: train: Lightning refuses accelerator=cpu, devices=2, strategy=fsdp")
+    assert errors[0].startswith(
+        "mumo: error: train: Lightning refuses accelerator=cpu, devices=2, strategy=fsdp"
+    )
     assert "requires a GPU accelerator" in errors[0]
     assert not out.exists()
