@@ -146,19 +146,20 @@ class _PlainSearch:
     HNSW search): FAISS's C++ search_c, the method the wrapper calls, bound once with the index's
     dimension, into arrays made here. A single query gets 1-d arrays (no views to slice)."""
 
-    __slots__ = ("d", "ptr", "search_c")
+    __slots__ = ("d", "index", "ptr", "search_c")
 
     def __init__(self, index: Any) -> None:
+        self.index = index
         self.search_c = getattr(index, "search_c", None)  # None: a FAISS whose wrapper differs
         self.d, self.ptr = int(index.d), faiss_module().swig_ptr
 
-    def __call__(self, index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if not queries.flags.c_contiguous:
             queries = np.ascontiguousarray(queries)
         if queries.shape[1] != self.d:  # what the wrapper asserts; C++ would read past the array
             raise MumoError(f"query vectors have {queries.shape[1]} dimensions; the index holds {self.d}")
         if self.search_c is None:
-            return index.search(queries, k)  # type: ignore[no-any-return]
+            return self.index.search(queries, k)  # type: ignore[no-any-return]
         n, ptr = len(queries), self.ptr
         shape = (k,) if n == 1 else (n, k)
         scores, ids = np.empty(shape, np.float32), np.empty(shape, np.int64)
@@ -303,7 +304,7 @@ class Index:
             only = self.where(filters) if filters else None
             scores, ids = search_faiss(self.faiss, queries, k, self.deleted | (exclude or set()), only)
         else:  # the common case, nothing to leave out: FAISS's C++ search into arrays made here
-            scores, ids = self._plain(self.faiss, queries, k)
+            scores, ids = self._plain(queries, k)
             if ids.ndim == 1:  # one query (a server's, a CLI's)
                 if ids[-1] >= 0:  # k hits (FAISS pads a short answer with id -1 at its end)
                     return [Hits(ids, scores, ids if self._identity else self.positions(ids), self._columns)]
