@@ -58,12 +58,12 @@ def test_a_streamed_run_reaches_the_accuracy_of_an_in_memory_run(tmp_path: Path)
         assert abs(streamed[split]["accuracy"] - memory[split]["accuracy"]) <= 0.01, (memory, streamed)
 
 
-def _dataset(path: Path, batch: int = 10) -> StreamingDataset:
+def _dataset(path: Path, batch: int = 10, on_error: str = "fail") -> StreamingDataset:
     source = ParquetSource.open(path)
     numbers = PROCESSORS.get("numeric")("x1")  # type: ignore[call-arg]
     numbers.fit(source.sample(100).values("x1"), path.parent)
     target = RegressionTarget(["id"])  # not fitted: encodes an id as itself
-    return StreamingDataset(source, {"x1": numbers}, target, batch, "fail", seed=3)
+    return StreamingDataset(source, {"x1": numbers}, target, batch, on_error, seed=3)
 
 
 def _ids(
@@ -112,6 +112,23 @@ def test_each_epoch_has_its_own_order(tmp_path: Path, monkeypatch: pytest.Monkey
     assert sorted(sum(first, [])) == sorted(sum(second, [])) == list(range(200))
 
 
+def test_rows_skipped_in_the_loaders_workers_are_counted_once(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.parquet"
+    frame = _table(200, 0).astype({"id": float})
+    frame.loc[[4, 57, 58, 190], "id"] = None  # empty targets in three row groups
+    frame.to_parquet(path, row_group_size=20, index=False)
+    dataset = _dataset(path, on_error="skip")
+    loader = stream.stream_loader(dataset, num_workers=2)
+    for epoch in range(2):  # the same rows skipped again in the second epoch: still four
+        dataset.set_epoch(epoch)
+        ids = [i for batch in loader for i in batch.target.flatten().round().int().tolist()]
+        assert len(ids) == len(set(ids)) == 196
+    assert dataset.skipped_rows() == [5, 58, 59, 191]
+    assert "t.parquet: row group 2: 2 rows skipped (first: row 58, empty target)" in capfd.readouterr().err
+
+
 def test_stream_errors_name_the_file_and_what_to_do(tmp_path: Path) -> None:
     paths = _write(tmp_path, _table(400, 0))
     frame = pd.read_parquet(paths["train"])
@@ -142,3 +159,41 @@ def test_stream_errors_name_the_file_and_what_to_do(tmp_path: Path) -> None:
     assert "bad.parquet, row 151, column 'label': empty target (use --on-error skip|absent" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert not (tmp_path / "c").exists() and not (tmp_path / ".c.partial").exists()
+    skipped = run_cli(
+        *base,
+        "--train",
+        str(tmp_path / "bad.parquet"),
+        "--val",
+        paths["val"],
+        "--set",
+        "data.stream_sample=100",
+        "--on-error",
+        "skip",
+        "--out",
+        str(tmp_path / "d"),
+    )
+    assert skipped.returncode == 0, skipped.stderr[-2000:]
+    assert "train: 1 rows skipped while streaming (rows 151; why: above)" in skipped.stderr
+
+
+def test_a_ddp_streamed_run_counts_each_skipped_row_once_over_ranks(tmp_path: Path) -> None:
+    paths = _write(tmp_path, _table(800, 0))
+    frame = pd.read_parquet(paths["train"])
+    frame.loc[[10, 150, 300], "label"] = None  # row groups 0, 2 and 4: read by different ranks
+    frame.to_parquet(tmp_path / "bad.parquet", row_group_size=64, index=False)
+    out = run_cli(
+        "train",
+        "--train",
+        str(tmp_path / "bad.parquet"),
+        "--val",
+        paths["val"],
+        "--target",
+        "label",
+        "--on-error",
+        "skip",
+        *("--set", "data.stream=true", "--set", "data.stream_sample=100", "--set", "train.epochs=2"),
+        *("--set", "train.devices=2", "--set", "train.strategy=ddp", "--out", str(tmp_path / "run")),
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "train: 3 rows skipped while streaming (rows 11, 151, 301; why: above)" in out.stderr
+    assert (tmp_path / "run" / "metrics.json").is_file()

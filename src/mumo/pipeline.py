@@ -214,6 +214,11 @@ def train(
             )
         with _shown_to_followers(work if leader else None):
             fit(config, work, network, task, loaders, resume, quiet, callbacks)
+        if source is not None and (skipped := streamed.skipped_rows()):  # every rank takes part
+            shown = ", ".join(map(str, skipped[:5])) + (", ..." if len(skipped) > 5 else "")
+            say(
+                f"[yellow]train: {len(skipped)} rows skipped while streaming (rows {shown}; why: above)[/yellow]"
+            )
         if not leader:
             return Run(path=writer.out, metrics={})
         save_weights(network, work / WEIGHTS)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mumo.cells import CellError
@@ -114,6 +116,19 @@ class StreamingDataset(IterableDataset[Batch]):
         self.batch_size, self.on_error, self.seed = batch_size, on_error, seed
         self.columns = [c for c in [*processors, *(target.columns if target else [])] if c in source.columns]
         self.epoch = 0
+        # One flag per row of the file, in shared memory: the DataLoader's workers mark the rows they
+        # skip, the same row marked again in a later epoch counts once (skipped_rows()).
+        self.skipped = torch.zeros(source.rows, dtype=torch.bool).share_memory_()
+
+    def skipped_rows(self) -> list[int]:
+        """The row numbers (1-based, of the file) skipped so far, on every rank."""
+        mine = (self.skipped.nonzero().flatten() + 1).tolist()
+        rank, size = world()
+        if size == 1:
+            return mine  # type: ignore[no-any-return]
+        everyone: list[Any] = [None] * size
+        dist.all_gather_object(everyone, mine)
+        return sorted({row for theirs in everyone for row in theirs})
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -183,6 +198,7 @@ class StreamingDataset(IterableDataset[Batch]):
                     self._bad(table, row, self.target.columns[0], str(err))
                     bad[row] = str(err)
         if bad:
+            self.skipped[[table.row_number(row) - 1 for row in bad]] = True
             print(
                 f"{table.name}: row group {group}: {len(bad)} rows skipped (first: row "
                 f"{table.row_number(min(bad))}, {bad[min(bad)]})",
