@@ -144,34 +144,14 @@ def test_stream_errors_name_the_file_and_what_to_do(tmp_path: Path) -> None:
     assert "data.stream: give data.val too" in no_val.stderr
     frame.loc[150, "label"] = None  # an empty target in the streamed part of the table
     frame.to_parquet(tmp_path / "bad.parquet", row_group_size=64, index=False)
-    bad = run_cli(
-        *base,
-        "--train",
-        str(tmp_path / "bad.parquet"),
-        "--val",
-        paths["val"],
-        "--set",
-        "data.stream_sample=100",
-        "--out",
-        str(tmp_path / "c"),
-    )
+    on_bad = [*base, "--train", str(tmp_path / "bad.parquet"), "--val", paths["val"]]
+    on_bad += ["--set", "data.stream_sample=100"]
+    bad = run_cli(*on_bad, "--out", str(tmp_path / "c"))
     assert bad.returncode == 2, bad.stderr[-2000:]
     assert "bad.parquet, row 151, column 'label': empty target (use --on-error skip|absent" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert not (tmp_path / "c").exists() and not (tmp_path / ".c.partial").exists()
-    skipped = run_cli(
-        *base,
-        "--train",
-        str(tmp_path / "bad.parquet"),
-        "--val",
-        paths["val"],
-        "--set",
-        "data.stream_sample=100",
-        "--on-error",
-        "skip",
-        "--out",
-        str(tmp_path / "d"),
-    )
+    skipped = run_cli(*on_bad, "--on-error", "skip", "--out", str(tmp_path / "d"))
     assert skipped.returncode == 0, skipped.stderr[-2000:]
     assert "train: 1 rows skipped while streaming (rows 151; why: above)" in skipped.stderr
 
