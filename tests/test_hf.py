@@ -21,7 +21,8 @@ from hf_tiny import MAKERS
 from mumo.config_model import HFOptions
 from mumo.data.table import read_table
 from mumo.errors import ConfigError
-from mumo.modalities.hf import HFBackbone, HFTextProcessor, packaged_model, resolve_pretrained
+from mumo.modalities.hf import HFTextProcessor, packaged_model, resolve_pretrained
+from mumo.modalities.hf_encoder import HFBackbone
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

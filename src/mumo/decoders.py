@@ -282,7 +282,8 @@ def build_lm_decoder(options: LMDecoderOptions, dim: int, target: TextTarget) ->
 def _pretrained_lm(options: LMDecoderOptions, target: TextTarget) -> nn.Module:
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from mumo.modalities.hf import apply_lora, quiet_transformers
+    from mumo.modalities.hf import quiet_transformers
+    from mumo.modalities.hf_encoder import apply_lora
 
     lm: nn.Module
     with quiet_transformers():

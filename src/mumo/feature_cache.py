@@ -21,7 +21,8 @@ from safetensors.torch import load_file, save_file
 from mumo.data.builtin import cache_root
 from mumo.data.prepare import Split
 from mumo.io import atomic_path
-from mumo.modalities.hf import Features, HFBackbone, HFProcessor
+from mumo.modalities.hf import Features, HFProcessor
+from mumo.modalities.hf_encoder import HFBackbone
 
 SHARD_ROWS = 512
 

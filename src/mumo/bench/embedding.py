@@ -20,7 +20,8 @@ def embed_minilm(count: int, batch_size: int = 64) -> dict[str, Any]:
     from mumo.config_model import HFOptions
     from mumo.data.shapes import caption_for, sample_items
     from mumo.modalities.base import length_order
-    from mumo.modalities.hf import HFBackbone, HFTextProcessor, packaged_model
+    from mumo.modalities.hf import HFTextProcessor, packaged_model
+    from mumo.modalities.hf_encoder import HFBackbone
 
     path = packaged_model("sentence-transformers/all-MiniLM-L6-v2")
     if path is None:
