@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mumo.config_errors import Section, tagged
 
@@ -286,9 +286,27 @@ class CVAEOptions(Section):
     anchor: float = Field(
         0.5,
         ge=0,
-        description="Weight of a second reconstruction from z = 0, which makes the condition (not the code) "
-        "carry what the request says.",
+        description="Weight of a second reconstruction from the prior's centre, which makes the condition "
+        "(not the code) carry what the request says.",
     )
+    prior: Literal["learned", "standard"] = Field(
+        "learned",
+        description="The code's prior: learned = p(z | condition), a Gaussian whose mean and scale the "
+        "condition sets (samples as varied as the data for each request); standard = N(0, I).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_runs(cls, data: Any) -> Any:
+        """A run's config.yaml holds every key of its day: one written before `prior` existed was trained
+        with N(0, I), and loads as such."""
+        if (
+            isinstance(data, dict)
+            and "prior" not in data
+            and {"latent", "channels", "beta", "anchor"} <= set(data)
+        ):
+            return {**data, "prior": "standard"}
+        return data
 
 
 class DiffusionOptions(Section):

@@ -5,7 +5,9 @@ metrics its options class names (the main one first)} and `sample(condition, gen
 CVAE (Sohn et al. 2015, the classic conditional generator of small images): an encoder q(z | image,
 condition), a decoder p(image | z, condition) whose upsampling stages are each modulated by the
 condition (FiLM) and whose pixels are Gaussian with one learned scale (a calibrated decoder, Rybkin et
-al. 2021); trained on the ELBO (per pixel, KL weighted by beta); sampled with z ~ N(0, I).
+al. 2021); trained on the ELBO (per pixel, KL weighted by beta). The code's prior is learned from the
+condition, p(z | condition) (Sohn et al.'s prior network; `prior: learned`), or N(0, I) (`standard`);
+samples draw z from it.
 
 Diffusion (Ho et al. 2020; DDIM sampling, Song et al. 2021; classifier-free guidance, Ho & Salimans
 2022): a diffusers UNet2DModel predicts the noise of a noised image, the condition added to its time
@@ -48,6 +50,19 @@ class CVAE(nn.Module):
         )
         self.out = nn.ConvTranspose2d(widths[-1], 3, 4, 2, 1)
         self.log_scale = nn.Parameter(torch.tensor(-1.0))  # of the pixels' Gaussian, learned
+        self.prior = (
+            nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, 2 * options.latent))
+            if options.prior == "learned"
+            else None
+        )
+
+    def code_prior(self, condition: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance of p(z | condition): learned, or N(0, I)."""
+        if self.prior is None:
+            zeros = condition.new_zeros(len(condition), self.options.latent)
+            return zeros, zeros
+        mean, log_var = self.prior(condition).float().chunk(2, dim=1)
+        return mean, log_var
 
     def decode(self, z: Tensor, condition: Tensor) -> Tensor:
         """Pixel logits (B, 3, size, size): the code and the condition through a linear layer to the
@@ -67,13 +82,22 @@ class CVAE(nn.Module):
         decoded = self.decode(z, condition).float().sigmoid()
         pixels = images[0].numel()
         reconstruction = self._nll(decoded, images)
-        kl = (-0.5 * (1 + log_var - mean.pow(2) - log_var.exp()).sum(1)).mean()
+        prior_mean, prior_log_var = self.code_prior(condition)
+        kl = (
+            0.5
+            * (
+                prior_log_var
+                - log_var
+                + (log_var.exp() + (mean - prior_mean).pow(2)) / prior_log_var.exp()
+                - 1
+            ).sum(1)
+        ).mean()
         elbo = reconstruction + self.options.beta * kl / pixels
         mse = F.mse_loss(decoded, images)
-        # The same decoder with z = 0 (the prior's centre) must draw the image from the condition alone:
-        # without it the code z, which can carry a colour for a few nats, learns what the condition says
-        # and sampling ignores the request.
-        central = self.decode(torch.zeros_like(z), condition).float().sigmoid()
+        # The same decoder from the prior's centre must draw the image from the condition alone: without
+        # it the code z, which can carry a colour for a few nats, learns what the condition says and
+        # sampling ignores the request.
+        central = self.decode(prior_mean.to(z.dtype), condition).float().sigmoid()
         loss = elbo + self.options.anchor * self._nll(central, images)
         return {"loss": loss, "elbo": elbo, "reconstruction": reconstruction, "kl": kl, "mse": mse}
 
@@ -87,7 +111,9 @@ class CVAE(nn.Module):
     @torch.no_grad()
     def sample(self, condition: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One image per condition row: (B, 3, size, size) in [0, 1]."""
-        z = torch.randn(len(condition), self.options.latent, generator=generator).to(condition)
+        noise = torch.randn(len(condition), self.options.latent, generator=generator).to(condition)
+        mean, log_var = self.code_prior(condition)
+        z = (mean + noise * (0.5 * log_var).exp()).to(condition.dtype)
         return self.decode(z, condition).float().sigmoid()
 
 

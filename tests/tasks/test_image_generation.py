@@ -143,3 +143,51 @@ def test_the_server_draws_what_the_library_draws(draw_run: Any) -> None:
             assert uri.startswith("data:image/png;base64,")
             decoded = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
             assert np.array_equal(np.asarray(decoded), np.asarray(image))
+
+
+def test_the_learned_prior_draws_each_request_as_varied_as_its_images() -> None:
+    """Request 0's images are all one grey; request 1's have a left half of a grey drawn at random. The
+    samples of request 1 vary as its images do and those of request 0 hardly do; and they are decoded from
+    z drawn from p(z | condition), not N(0, I)."""
+    import torch
+
+    from mumo.config_model import CVAEOptions
+    from mumo.generators import build_generator
+
+    torch.manual_seed(0)
+    generator = build_generator(CVAEOptions(size=8, channels=[8, 16], latent=4), 2)
+    optimizer = torch.optim.Adam(generator.parameters(), lr=3e-3)
+    for _ in range(300):
+        which = torch.randint(0, 2, (64,))
+        grey = torch.where(which == 0, torch.full((64,), 0.5), torch.rand(64) * 0.8 + 0.1)
+        images = torch.full((64, 3, 8, 8), 0.5)
+        images[..., :4] = grey[:, None, None, None]  # (GroupNorm in the encoder sees contrast, not a level)
+        loss = generator.losses(images, torch.nn.functional.one_hot(which, 2).float())["loss"]  # type: ignore[operator]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    generator.eval()
+    requests = torch.eye(2).repeat_interleave(200, dim=0)
+    images = generator.sample(requests, torch.Generator().manual_seed(0))  # type: ignore[operator]
+    drawn = images[..., :4].mean((1, 2, 3))
+    fixed, varied = drawn[:200].std(), drawn[200:].std()
+    assert float(varied) > 0.15 and float(fixed) < 0.1 * float(varied), (fixed, varied)  # real: 0.23 and 0
+    mean, log_var = generator.code_prior(requests)  # type: ignore[operator]
+    noise = torch.randn(400, 4, generator=torch.Generator().manual_seed(0))
+    by_hand = generator.decode(mean + noise * (0.5 * log_var).exp(), requests).sigmoid()  # type: ignore[operator]
+    assert torch.allclose(images, by_hand)
+
+
+def test_a_run_from_before_the_learned_prior_loads_with_the_standard_one() -> None:
+    from mumo.config_model import CVAEOptions
+
+    written = {
+        "type": "cvae",
+        "size": 32,
+        "latent": 32,
+        "channels": [32, 64, 128],
+        "beta": 1.0,
+        "anchor": 0.5,
+    }
+    assert CVAEOptions(**written).prior == "standard"
+    assert CVAEOptions().prior == "learned" and CVAEOptions(latent=8).prior == "learned"
