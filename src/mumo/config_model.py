@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from mumo.config_errors import Section, tagged
 
@@ -289,24 +289,12 @@ class CVAEOptions(Section):
         description="Weight of a second reconstruction from the prior's centre, which makes the condition "
         "(not the code) carry what the request says.",
     )
-    prior: Literal["learned", "standard"] = Field(
-        "learned",
-        description="The code's prior: learned = p(z | condition), a Gaussian whose mean and scale the "
-        "condition sets (samples as varied as the data for each request); standard = N(0, I).",
+    prior: Literal["standard", "learned"] = Field(
+        "standard",
+        description="The code's prior: standard = N(0, I); learned = p(z | condition), a Gaussian whose mean "
+        "and scale the request sets (builtin:shapes-draw: samples more varied, 0.82 vs 0.55 of the real "
+        "images' spread, but the requested shape drawn less often, 0.31 vs 0.39).",
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _older_runs(cls, data: Any) -> Any:
-        """A run's config.yaml holds every key of its day: one written before `prior` existed was trained
-        with N(0, I), and loads as such."""
-        if (
-            isinstance(data, dict)
-            and "prior" not in data
-            and {"latent", "channels", "beta", "anchor"} <= set(data)
-        ):
-            return {**data, "prior": "standard"}
-        return data
 
 
 class DiffusionOptions(Section):
