@@ -55,6 +55,7 @@ bench: install
 	-$(BIN)/python -m benchmarks.generation
 	-$(BIN)/python -m benchmarks.speech
 	-$(BIN)/python -m benchmarks.image_generation
+	-$(BIN)/python -m benchmarks.latent_cvae
 	-$(BIN)/python -m benchmarks.streaming --in-memory
 	-$(BIN)/python -m benchmarks.scaling
 
