@@ -217,6 +217,20 @@ def run(
     return result
 
 
+def report(result: dict[str, Any]) -> None:
+    """The table of what the judges said, and one line of diversity, FID and time."""
+    print("| pairs | colour | shape | both (goal >= 0.95 held-out) |")
+    print("|---|---:|---:|---:|")
+    for name in ("held_out_pairs", "seen_pairs"):
+        r = result[name]
+        print(f"| {name} ({r['images']} images) | {r['colour']:.3f} | {r['shape']:.3f} | {r['both']:.3f} |")
+    print(
+        f"diversity {result['diversity']:.3f} (goal >= 0.9) · FID (judge features) {result['fid_judge_features']:.2f} · "
+        f"judge val accuracy colour {result['judge_val_accuracy']['colour']:.3f}, shape {result['judge_val_accuracy']['shape']:.3f}"
+        + (f" · train {result['train_seconds']:.0f} s" if "train_seconds" in result else "")
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-rows", type=int, default=3000)
@@ -229,16 +243,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         judge_dir = Path(args.judges) if args.judges else Path(tmp) / "judges"
         result = run(args.n_rows, args.n, parse_overrides(args.set), Path(tmp), judge_dir, args.run)
-    print("| pairs | colour | shape | both (goal >= 0.95 held-out) |")
-    print("|---|---:|---:|---:|")
-    for name in ("held_out_pairs", "seen_pairs"):
-        r = result[name]
-        print(f"| {name} ({r['images']} images) | {r['colour']:.3f} | {r['shape']:.3f} | {r['both']:.3f} |")
-    print(
-        f"diversity {result['diversity']:.3f} (goal >= 0.9) · FID (judge features) {result['fid_judge_features']:.2f} · "
-        f"judge val accuracy colour {result['judge_val_accuracy']['colour']:.3f}, shape {result['judge_val_accuracy']['shape']:.3f}"
-        + (f" · train {result['train_seconds']:.0f} s" if "train_seconds" in result else "")
-    )
+    report(result)
     return save(result, args.json, result["met"])
 
 

@@ -28,7 +28,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from benchmarks.common import save
-from benchmarks.image_generation import GOAL_CORRECT, GOAL_DIVERSITY, classify, judges, score
+from benchmarks.image_generation import GOAL_CORRECT, GOAL_DIVERSITY, classify, judges, report, score
 from mumo.data.builtin import materialize
 
 LATENT, WIDTH = 4, 48  # autoencoder: channels of the 8x8 latent, of its conv stages
@@ -216,6 +216,7 @@ def run(ae_steps: int, cvae_steps: int, beta: float, judge_dir: Path, work: Path
     started = time.time()
     _train(cvae, cvae_loss, cvae_steps, 1e-3, "latent cvae")
     result["cvae_seconds"] = round(time.time() - started, 1)
+    result["train_seconds"] = result["ae_seconds"] + result["cvae_seconds"]
     (work / "score").mkdir(exist_ok=True)
     result.update(score(Drawer(ae, cvae, captions, mean, std), paths, judge, 4, work / "score"))
     result["met"] = result["held_out_pairs"]["both"] >= GOAL_CORRECT and result["diversity"] >= GOAL_DIVERSITY
@@ -235,15 +236,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         judge_dir = Path(args.judges) if args.judges else Path(tmp) / "judges"
         result = run(args.ae_steps, args.cvae_steps, args.beta, judge_dir, Path(tmp) / "work")
-    print("| pairs | colour | shape | both (goal >= 0.95 held-out) |")
-    print("|---|---:|---:|---:|")
-    for name in ("held_out_pairs", "seen_pairs"):
-        r = result[name]
-        print(f"| {name} ({r['images']} images) | {r['colour']:.3f} | {r['shape']:.3f} | {r['both']:.3f} |")
-    print(
-        f"diversity {result['diversity']:.3f} (goal >= 0.9) · FID (judge features) "
-        f"{result['fid_judge_features']:.2f} · train {result['ae_seconds'] + result['cvae_seconds']:.0f} s"
-    )
+    report(result)
     return save(result, args.json, result["met"])
 
 
