@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -224,8 +225,6 @@ def run(ae_steps: int, cvae_steps: int, beta: float, judge_dir: Path, work: Path
 
 
 def main() -> int:
-    import tempfile
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ae-steps", type=int, default=3000)
     parser.add_argument("--cvae-steps", type=int, default=3000)
