@@ -24,6 +24,17 @@ class GRUOptions(Section):
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on embeddings and between layers.")
 
 
+class BagOfWordsOptions(Section):
+    type: Literal["bow"] = "bow"
+    dropout: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="Share of words hidden while training (word dropout: a request is read from its words "
+        "together, not from one memorized caption).",
+    )
+
+
 class CNNOptions(Section):
     type: Literal["cnn"] = "cnn"
     channels: list[int] = Field(
@@ -99,12 +110,19 @@ class Conv1dOptions(Section):
 
 
 EncoderConfig = Annotated[
-    TransformerOptions | GRUOptions | CNNOptions | Conv1dOptions | MLPOptions | EmbeddingOptions | HFOptions,
+    TransformerOptions
+    | GRUOptions
+    | BagOfWordsOptions
+    | CNNOptions
+    | Conv1dOptions
+    | MLPOptions
+    | EmbeddingOptions
+    | HFOptions,
     Field(discriminator="type"),
 ]
 
 ENCODERS_FOR_KIND: dict[str, tuple[str, ...]] = {
-    "text": ("transformer", "gru", "hf"),
+    "text": ("transformer", "gru", "bow", "hf"),
     "image": ("cnn", "hf"),
     "audio": ("cnn", "conv1d", "hf"),
     "numeric": ("mlp",),
@@ -317,7 +335,27 @@ class DiffusionOptions(Section):
     )
 
 
-GeneratorConfig = Annotated[CVAEOptions | DiffusionOptions, Field(discriminator="type")]
+class LatentCVAEOptions(Section):
+    metrics: ClassVar[tuple[str, ...]] = ("objective", "autoencoder", "elbo", "kl")  # the main one first
+    type: Literal["latent_cvae"] = "latent_cvae"
+    size: int = Field(32, ge=8, description="Side of the generated images (a multiple of 8).")
+    grid: int = Field(4, ge=1, description="Channels of the autoencoder's latent grid (size / 4 on a side).")
+    width: int = Field(48, ge=8, description="Channels of the autoencoder's convolutions (a multiple of 8).")
+    hidden: int = Field(
+        96, ge=8, description="Channels of the CVAE's convolutions on the latent grid (a multiple of 8)."
+    )
+    latent: int = Field(32, ge=1, description="Width of the CVAE's code.")
+    blocks: int = Field(4, ge=1, description="FiLM residual blocks of the CVAE's decoder.")
+    beta: float = Field(
+        4.0,
+        gt=0,
+        description="Weight of the KL term (builtin:shapes-draw, held-out colour-shape pairs drawn right: "
+        "beta 1: 0.30, 4: 0.56, 8: 0.54, 16: 0.34).",
+    )
+    anchor: float = Field(0.5, ge=0, description="Weight of a second reconstruction from z = 0 (as in cvae).")
+
+
+GeneratorConfig = Annotated[CVAEOptions | LatentCVAEOptions | DiffusionOptions, Field(discriminator="type")]
 
 
 class ModelConfig(Section):
@@ -362,8 +400,9 @@ class ModelConfig(Section):
 
     generator: GeneratorConfig | None = Field(
         None,
-        description="The image generator of task: image_generation: cvae (a conditional VAE) or diffusion "
-        "(a conditional DDPM through diffusers); null = cvae.",
+        description="The image generator of task: image_generation: cvae (a conditional VAE), latent_cvae (a "
+        "conditional VAE of a spatial autoencoder's latent grid, the two trained together) or diffusion (a "
+        "conditional DDPM through diffusers); null = cvae.",
     )
 
     @field_validator("generator", mode="before")

@@ -9,6 +9,15 @@ al. 2021); trained on the ELBO (per pixel, KL weighted by beta). The code's prio
 condition, p(z | condition) (Sohn et al.'s prior network; `prior: learned`), or N(0, I) (`standard`);
 samples draw z from it.
 
+Latent CVAE (the two-stage route of VQ-VAE-2 / latent diffusion, Rombach et al. 2022, with a CVAE as the
+second stage): a deterministic spatial autoencoder (size → size/4 on a side, `grid` channels, 3x3 conv
+stages, trained on L1 + L1 of the image gradients: sharp edges, Mathieu et al. 2016) does the drawing, and
+a CVAE learns its latent grid from the condition (FiLM residual blocks on the grid, Gaussian with one
+learned scale, the same anchor term as the CVAE's). The two are trained together; the CVAE sees the
+autoencoder's latent without a gradient, normalized per channel by running statistics. A vector code
+cannot place a small shape precisely; a grid of codes for a decoder that already draws sharp shapes can
+(builtin:shapes-draw: held-out colour-shape pairs drawn right 0.28 → 0.68 in benchmarks.latent_cvae).
+
 Diffusion (Ho et al. 2020; DDIM sampling, Song et al. 2021; classifier-free guidance, Ho & Salimans
 2022): a diffusers UNet2DModel predicts the noise of a noised image, the condition added to its time
 embedding; trained with some conditions hidden, drawn with DDIM and guidance. diffusers is imported
@@ -21,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mumo.config_model import CVAEOptions, DiffusionOptions
+from mumo.config_model import CVAEOptions, DiffusionOptions, LatentCVAEOptions
 from mumo.errors import ConfigError
 
 
@@ -102,11 +111,7 @@ class CVAE(nn.Module):
         return {"loss": loss, "elbo": elbo, "reconstruction": reconstruction, "kl": kl, "mse": mse}
 
     def _nll(self, decoded: Tensor, images: Tensor) -> Tensor:
-        """Gaussian negative log-likelihood per pixel (constant dropped), with one learned scale: a
-        calibrated decoder (Rybkin et al. 2021) weighs a few wrong pixels of a shape's edge as much as the
-        data's own noise says, where a fixed scale or Bernoulli pixels blur them."""
-        log_scale = self.log_scale.clamp(min=-6.0)
-        return (0.5 * (decoded - images).pow(2) / (2 * log_scale).exp() + log_scale).mean()
+        return gaussian_nll(decoded, images, self.log_scale)
 
     @torch.no_grad()
     def sample(self, condition: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -115,6 +120,92 @@ class CVAE(nn.Module):
         mean, log_var = self.code_prior(condition)
         z = (mean + noise * (0.5 * log_var).exp()).to(condition.dtype)
         return self.decode(z, condition).float().sigmoid()
+
+
+class LatentCVAE(nn.Module):
+    grid_mean: Tensor
+    grid_std: Tensor
+    seen: Tensor
+
+    def __init__(self, options: LatentCVAEOptions, dim: int) -> None:
+        super().__init__()
+        if options.size % 8 or options.width % 8 or options.hidden % 8:
+            raise ConfigError(
+                f"model.generator: size ({options.size}), width ({options.width}) and hidden "
+                f"({options.hidden}) must be multiples of 8"
+            )
+        self.options, self.side = options, options.size // 4
+        width, hidden, grid = options.width, options.hidden, options.grid
+        self.encoder = nn.Sequential(
+            _conv(3, width), nn.Conv2d(width, width, 4, 2, 1), nn.GELU(), _conv(width, width),
+            nn.Conv2d(width, width, 4, 2, 1), nn.GELU(), _conv(width, width), nn.Conv2d(width, grid, 1),
+        )  # fmt: skip
+        self.decoder = nn.Sequential(
+            nn.Conv2d(grid, width, 3, 1, 1), nn.GELU(), _conv(width, width), nn.Upsample(scale_factor=2),
+            _conv(width, width), _conv(width, width), nn.Upsample(scale_factor=2), _conv(width, width),
+            _conv(width, width), nn.Conv2d(width, 3, 3, 1, 1),
+        )  # fmt: skip
+        # running per-channel mean and standard deviation of the latent grid (what the CVAE models is
+        # the normalized grid; `seen` = 0 until the first training batch sets them)
+        self.register_buffer("grid_mean", torch.zeros(1, grid, 1, 1))
+        self.register_buffer("grid_std", torch.ones(1, grid, 1, 1))
+        self.register_buffer("seen", torch.zeros(()))
+        self.down = nn.Sequential(
+            nn.Conv2d(grid, hidden, 3, 1, 1), nn.GELU(), nn.Conv2d(hidden, hidden, 3, 2, 1), nn.GELU(),
+            nn.Flatten(),
+        )  # fmt: skip
+        self.posterior = nn.Linear(hidden * (self.side // 2) ** 2 + dim, 2 * options.latent)
+        self.expand = nn.Linear(options.latent + dim, hidden * self.side**2)
+        self.place = nn.Parameter(torch.randn(1, hidden, self.side, self.side) * 0.1)  # one per cell
+        self.blocks = nn.ModuleList(_FiLMResidual(hidden, dim) for _ in range(options.blocks))
+        self.out = nn.Conv2d(hidden, grid, 3, 1, 1)
+        self.log_scale = nn.Parameter(torch.tensor(0.0))  # of the normalized grid's Gaussian, learned
+
+    def decode(self, z: Tensor, condition: Tensor) -> Tensor:
+        """The normalized latent grid (B, grid, size/4, size/4) from the code and the condition."""
+        side = self.side
+        hidden = self.expand(torch.cat([z, condition], dim=1)).reshape(len(z), -1, side, side) + self.place
+        for block in self.blocks:
+            hidden = block(hidden, condition)
+        return self.out(F.gelu(hidden))  # type: ignore[no-any-return]
+
+    def _normalized(self, grid: Tensor) -> Tensor:
+        """The grid over its running statistics, which a training batch first moves (momentum 0.02)."""
+        if self.training:
+            mean, std = grid.mean((0, 2, 3), keepdim=True), grid.std((0, 2, 3), keepdim=True) + 1e-4
+            share = 1.0 if float(self.seen) == 0 else 0.02
+            self.grid_mean.lerp_(mean, share)
+            self.grid_std.lerp_(std, share)
+            self.seen.fill_(1)
+        return (grid - self.grid_mean) / self.grid_std
+
+    def losses(self, images: Tensor, condition: Tensor) -> dict[str, Tensor]:
+        """objective: autoencoder + elbo + anchor; autoencoder: L1 of the reconstruction and of its right
+        and below differences; elbo: the CVAE's per grid value (Gaussian negative log-likelihood + beta *
+        KL / values); kl: per image, nats."""
+        grid = self.encoder(images)
+        error = self.decoder(grid).float().sigmoid() - images
+        autoencoder = error.abs().mean() + error.diff(dim=-1).abs().mean() + error.diff(dim=-2).abs().mean()
+        target = self._normalized(grid.detach().float())
+        stats = self.posterior(torch.cat([self.down(target.to(condition.dtype)), condition], dim=1))
+        mean, log_var = stats.float().chunk(2, dim=1)
+        z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if self.training else mean
+        kl = (0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1)).mean()
+        reconstruction = gaussian_nll(
+            self.decode(z.to(condition.dtype), condition).float(), target, self.log_scale
+        )
+        elbo = reconstruction + self.options.beta * kl / target[0].numel()
+        central = self.decode(torch.zeros_like(z).to(condition.dtype), condition).float()
+        anchor = gaussian_nll(central, target, self.log_scale)
+        objective = autoencoder + elbo + self.options.anchor * anchor
+        return {"loss": objective, "objective": objective, "autoencoder": autoencoder, "elbo": elbo, "kl": kl}
+
+    @torch.no_grad()
+    def sample(self, condition: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One image per condition row: (B, 3, size, size) in [0, 1]."""
+        z = torch.randn(len(condition), self.options.latent, generator=generator).to(condition)
+        grid = self.decode(z, condition).float() * self.grid_std + self.grid_mean
+        return self.decoder(grid.to(condition.dtype)).float().sigmoid()  # type: ignore[no-any-return]
 
 
 class Diffusion(nn.Module):
@@ -199,13 +290,45 @@ class _Up(nn.Module):
         return F.gelu(self.norm(self.conv(hidden)) * (1 + scale) + shift)
 
 
+class _FiLMResidual(nn.Module):
+    """A residual block on a grid: GELU, 3x3 conv, GroupNorm modulated by the condition (FiLM), GELU,
+    3x3 conv."""
+
+    def __init__(self, width: int, dim: int) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(width, width, 3, 1, 1), nn.Conv2d(width, width, 3, 1, 1)
+        self.norm = _norm(width)
+        self.film = nn.Linear(dim, 2 * width)
+
+    def forward(self, hidden: Tensor, condition: Tensor) -> Tensor:
+        scale, shift = self.film(condition)[..., None, None].chunk(2, dim=1)
+        inner = F.gelu(self.norm(self.conv1(F.gelu(hidden))) * (1 + scale) + shift)
+        return hidden + self.conv2(inner)  # type: ignore[no-any-return]
+
+
+def _conv(i: int, o: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(i, o, 3, 1, 1), _norm(o), nn.GELU())
+
+
+def gaussian_nll(decoded: Tensor, target: Tensor, log_scale: Tensor) -> Tensor:
+    """Gaussian negative log-likelihood per value (constant dropped), with one learned scale: a
+    calibrated decoder (Rybkin et al. 2021) weighs a few wrong pixels of a shape's edge as much as the
+    data's own noise says, where a fixed scale or Bernoulli pixels blur them."""
+    log_scale = log_scale.clamp(min=-6.0)
+    return (0.5 * (decoded - target).pow(2) / (2 * log_scale).exp() + log_scale).mean()
+
+
 def _norm(channels: int) -> nn.Module:
     """GroupNorm: the same in training and sampling, whatever the batch (BatchNorm's running statistics
     made sampled images differ from trained ones)."""
     return nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
 
 
-def build_generator(options: CVAEOptions | DiffusionOptions | None, dim: int) -> nn.Module:
+def build_generator(
+    options: CVAEOptions | LatentCVAEOptions | DiffusionOptions | None, dim: int
+) -> nn.Module:
+    if isinstance(options, LatentCVAEOptions):
+        return LatentCVAE(options, dim)
     if isinstance(options, DiffusionOptions):
         try:
             return Diffusion(options, dim)
@@ -216,4 +339,4 @@ def build_generator(options: CVAEOptions | DiffusionOptions | None, dim: int) ->
     return CVAE(options or CVAEOptions(), dim)
 
 
-__all__ = ["CVAE", "Diffusion", "build_generator"]
+__all__ = ["CVAE", "Diffusion", "LatentCVAE", "build_generator"]

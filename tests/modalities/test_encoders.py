@@ -181,3 +181,24 @@ def test_cnn_positions_switch_of_older_runs_still_reads() -> None:
         "learned",
         "none",
     )
+
+
+def test_bag_of_words_reads_words_not_their_order_and_hides_some_only_in_training(tmp_path: Path) -> None:
+    from mumo.config_model import BagOfWordsOptions
+    from mumo.modalities.text import TextBagOfWords
+
+    torch.manual_seed(0)
+    processor = TextProcessor("caption")
+    processor.fit(SENTENCES, tmp_path)
+    texts = ["a large green triangle", "triangle green a large", "a large red circle"]
+    batch = processor.collate([processor.load(t, tmp_path) for t in texts], train=False)
+    encoder = TextBagOfWords(BagOfWordsOptions(dropout=0.5), DIM, processor).eval()
+    with torch.no_grad():
+        pooled = encoder(batch).pooled
+        assert torch.allclose(pooled[0], pooled[1], atol=1e-6)  # the same words in another order
+        assert not torch.allclose(pooled[0], pooled[2], atol=1e-3)
+        assert torch.equal(encoder(batch).pooled, pooled)  # no dropout outside training
+        encoder.train()
+        masks = torch.stack([encoder(batch).mask for _ in range(50)])  # (50, 3, L)
+    assert 0.3 < float(masks[:, :, :4].float().mean()) < 0.7  # half of the 4 words of each row hidden
+    assert masks.any(dim=2).all()  # never all of a row's words

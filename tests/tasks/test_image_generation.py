@@ -176,3 +176,68 @@ def test_the_learned_prior_draws_each_request_as_varied_as_its_images() -> None:
     noise = torch.randn(400, 4, generator=torch.Generator().manual_seed(0))
     by_hand = generator.decode(mean + noise * (0.5 * log_var).exp(), requests).sigmoid()  # type: ignore[operator]
     assert torch.allclose(images, by_hand)
+
+
+def test_the_latent_cvae_draws_each_request_where_its_images_have_it() -> None:
+    """Request 0's images have a bright patch at the top left, request 1's at the bottom right: the
+    autoencoder learns to draw them, the CVAE on its latent grid learns which request wants which, and
+    samples decode z ~ N(0, I) through both with the grid's running statistics."""
+    import torch
+
+    from mumo.config_model import LatentCVAEOptions
+    from mumo.errors import ConfigError
+    from mumo.generators import build_generator
+
+    torch.manual_seed(0)
+    options = LatentCVAEOptions(size=16, width=16, hidden=16, latent=4, blocks=1)
+    generator = build_generator(options, 2)
+    optimizer = torch.optim.Adam(generator.parameters(), lr=3e-3)
+    first = []
+    for step in range(300):
+        which = torch.randint(0, 2, (32,))
+        images = torch.full((32, 3, 16, 16), 0.3) + 0.02 * torch.randn(32, 3, 16, 16)
+        images[which == 0, :, 2:7, 2:7] = 0.9
+        images[which == 1, :, 9:14, 9:14] = 0.9
+        losses = generator.losses(images, torch.nn.functional.one_hot(which, 2).float())  # type: ignore[operator]
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+        if step < 10:
+            first.append(float(losses["autoencoder"]))
+    assert float(losses["autoencoder"]) < 0.5 * np.mean(first)
+    assert not torch.allclose(generator.grid_std, torch.ones_like(generator.grid_std))  # type: ignore[arg-type]
+    generator.eval()
+    requests = torch.eye(2).repeat_interleave(50, dim=0)
+    images = generator.sample(requests, torch.Generator().manual_seed(0))  # type: ignore[operator]
+    assert images.shape == (100, 3, 16, 16) and 0 <= float(images.min()) and float(images.max()) <= 1
+    top_left, bottom_right = images[..., 2:7, 2:7].mean((1, 2, 3)), images[..., 9:14, 9:14].mean((1, 2, 3))
+    assert float((top_left - bottom_right)[:50].min()) > 0.3  # every sample of request 0
+    assert float((bottom_right - top_left)[50:].min()) > 0.3
+    assert torch.equal(images, generator.sample(requests, torch.Generator().manual_seed(0)))  # type: ignore[operator]
+    z = torch.randn(100, 4, generator=torch.Generator().manual_seed(0))
+    grid = generator.decode(z, requests) * generator.grid_std + generator.grid_mean  # type: ignore[operator]
+    assert torch.allclose(images, generator.decoder(grid).sigmoid())  # type: ignore[operator]
+    with pytest.raises(ConfigError, match=r"^model.generator: size \(12\), width \(16\) and hidden"):
+        build_generator(LatentCVAEOptions(size=12, width=16, hidden=16), 2)
+
+
+def test_a_latent_cvae_run_draws_the_same_in_a_fresh_process(tmp_path: Path) -> None:
+    config = {
+        "name": "latent",
+        "data": {"train": "builtin:shapes-draw", "builtin": {"n": 400}},
+        "model": {
+            "dim": 16,
+            "encoders": {"caption": {"type": "bow"}},
+            "generator": {"type": "latent_cvae", "width": 8, "hidden": 8, "latent": 4, "blocks": 1},
+        },
+        "train": {"epochs": 2, "batch_size": 32, "progress": False},
+    }
+    run = mumo.train(config, out=tmp_path / "run", quiet=True)
+    assert {"objective", "autoencoder", "elbo", "kl", "spread"} <= set(run.metrics["test"])
+    out = tmp_path / "pngs"
+    args = ["generate", str(run.path), "--text", "a blue star", "--n", "2", "--seed", "5", "--out", str(out)]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    expected = run.model.generate([{"caption": "a blue star"}], n=2, seed=5)[0]
+    for j, image in enumerate(expected):
+        assert np.array_equal(np.asarray(Image.open(out / f"0-{j}.png")), np.asarray(image))

@@ -1,4 +1,5 @@
-"""Text columns: a WordPiece tokenizer trained on the train split, and two encoders (transformer, BiGRU)."""
+"""Text columns: a WordPiece tokenizer trained on the train split, and three encoders (transformer, BiGRU,
+bag of words)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mumo.cells import CellError
 from mumo.config import TextOptions
-from mumo.config_model import GRUOptions, TransformerOptions
+from mumo.config_model import BagOfWordsOptions, GRUOptions, TransformerOptions
 from mumo.io import write_text
 from mumo.modalities.base import ENCODERS, PROCESSORS, Processor, encoder_key
 from mumo.outputs import EncoderOutput, masked_mean
@@ -158,3 +159,25 @@ class TextGRU(nn.Module):
         hidden, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=ids.shape[1])
         hidden = self.norm(self.project(hidden))  # (B, L, D)
         return EncoderOutput(masked_mean(hidden, mask), hidden, mask)
+
+
+@ENCODERS.register(encoder_key("text", "bow"))
+class TextBagOfWords(nn.Module):
+    """The mean of the word pieces' embeddings through a two-layer MLP (fastText's encoder, Joulin et al.
+    2017), some words hidden while training. Blind to word order, it composes: a request whose words were
+    each seen, but never together, reads as their sum (builtin:shapes-draw, text → image)."""
+
+    def __init__(self, options: BagOfWordsOptions, dim: int, processor: Processor) -> None:
+        super().__init__()
+        assert isinstance(processor, TextProcessor)
+        self.options = options
+        self.embed = nn.Embedding(processor.vocab_size, dim, padding_idx=0)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
+
+    def forward(self, inputs: dict[str, Tensor]) -> EncoderOutput:
+        ids, mask = inputs["ids"], inputs["mask"]  # (B, L)
+        if self.training and self.options.dropout > 0:  # (a row keeps its words if all would go)
+            kept = mask & (torch.rand(mask.shape, device=mask.device) >= self.options.dropout)
+            mask = torch.where(kept.any(1, keepdim=True), kept, mask)
+        tokens = self.embed(ids)  # (B, L, D)
+        return EncoderOutput(self.mlp(masked_mean(tokens, mask)), tokens, mask)
