@@ -119,7 +119,7 @@ def test_invalid_encoder_type_lists_the_choices() -> None:
     raw = {**_minimal(), "model": {"encoders": {"cap": {"type": "rnn"}}}}
     assert _error(raw) == (
         "model.encoders.cap.type: 'rnn' is not a valid type; "
-        "choose one of 'transformer', 'gru', 'cnn', 'conv1d', 'mlp', 'embedding', 'hf'"
+        "choose one of 'transformer', 'gru', 'bow', 'cnn', 'conv1d', 'mlp', 'embedding', 'hf'"
     )
 
 
@@ -210,7 +210,7 @@ def test_unknown_key_inside_a_tagged_union_names_the_path_and_keys() -> None:
 def test_tag_tables_are_derived_from_the_unions() -> None:
     from mumo.config_model import ENCODER_OPTIONS, FUSION_OPTIONS
 
-    assert set(ENCODER_OPTIONS) == {"transformer", "gru", "cnn", "conv1d", "mlp", "embedding", "hf"}
+    assert set(ENCODER_OPTIONS) == {"transformer", "gru", "bow", "cnn", "conv1d", "mlp", "embedding", "hf"}
     assert set(FUSION_OPTIONS) == {
         "concat",
         "gated",

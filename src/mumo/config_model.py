@@ -345,6 +345,12 @@ class LatentCVAEOptions(Section):
         96, ge=8, description="Channels of the CVAE's convolutions on the latent grid (a multiple of 8)."
     )
     latent: int = Field(32, ge=1, description="Width of the CVAE's code.")
+    autoencoder_batches: int = Field(
+        1500,
+        ge=0,
+        description="Training batches after which the autoencoder (and the running statistics of its grid) "
+        "stops learning, so the CVAE finishes on a fixed target (0 = never).",
+    )
     blocks: int = Field(4, ge=1, description="FiLM residual blocks of the CVAE's decoder.")
     beta: float = Field(
         4.0,

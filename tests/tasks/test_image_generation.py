@@ -181,7 +181,8 @@ def test_the_learned_prior_draws_each_request_as_varied_as_its_images() -> None:
 def test_the_latent_cvae_draws_each_request_where_its_images_have_it() -> None:
     """Request 0's images have a bright patch at the top left, request 1's at the bottom right: the
     autoencoder learns to draw them, the CVAE on its latent grid learns which request wants which, and
-    samples decode z ~ N(0, I) through both with the grid's running statistics."""
+    samples decode z ~ N(0, I) through both with the grid's running statistics. After
+    `autoencoder_batches` the autoencoder and those statistics stop changing."""
     import torch
 
     from mumo.config_model import LatentCVAEOptions
@@ -189,7 +190,7 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it() -> None:
     from mumo.generators import build_generator
 
     torch.manual_seed(0)
-    options = LatentCVAEOptions(size=16, width=16, hidden=16, latent=4, blocks=1)
+    options = LatentCVAEOptions(size=16, width=16, hidden=16, latent=4, blocks=1, autoencoder_batches=250)
     generator = build_generator(options, 2)
     optimizer = torch.optim.Adam(generator.parameters(), lr=3e-3)
     first = []
@@ -204,6 +205,11 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it() -> None:
         optimizer.step()
         if step < 10:
             first.append(float(losses["autoencoder"]))
+        if step == 249:
+            frozen = [t.detach().clone() for t in (*generator.encoder.parameters(), generator.grid_mean)]  # type: ignore[union-attr]
+    now = [*generator.encoder.parameters(), generator.grid_mean]  # type: ignore[union-attr]
+    assert all(torch.equal(a, b) for a, b in zip(frozen, now, strict=True))
+    assert float(generator.seen) == 300  # type: ignore[arg-type]
     assert float(losses["autoencoder"]) < 0.5 * np.mean(first)
     assert not torch.allclose(generator.grid_std, torch.ones_like(generator.grid_std))  # type: ignore[arg-type]
     generator.eval()
