@@ -214,7 +214,7 @@ def test_resolve_encoders_wrong_kind() -> None:
     with pytest.raises(ConfigError) as info:
         resolve_encoders(config, INPUTS)
     assert str(info.value) == (
-        "model.encoders.caption.type: 'cnn' is not a text encoder; choose one of transformer, gru, hf"
+        "model.encoders.caption.type: 'cnn' is not a text encoder; choose one of transformer, gru, bow, hf"
     )
     with pytest.raises(ConfigError) as info:
         resolve_encoders(ModelConfig(encoders={"price": EmbeddingOptions()}), INPUTS)
