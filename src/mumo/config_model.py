@@ -355,8 +355,8 @@ class LatentCVAEOptions(Section):
     beta: float = Field(
         4.0,
         gt=0,
-        description="Weight of the KL term (builtin:shapes-draw, held-out colour-shape pairs drawn right: "
-        "beta 1: 0.30, 4: 0.56, 8: 0.54, 16: 0.34).",
+        description="Weight of the KL term (builtin:shapes-draw, benchmarks.latent_cvae: held-out colour-shape "
+        "pairs drawn right with beta 1: 0.30, 4: 0.56, 8: 0.54, 16: 0.34).",
     )
     anchor: float = Field(0.5, ge=0, description="Weight of a second reconstruction from z = 0 (as in cvae).")
 

@@ -196,7 +196,9 @@ class LatentCVAE(nn.Module):
         with torch.set_grad_enabled(drawing and torch.is_grad_enabled()):
             grid = self.encoder(images)
             error = self.decoder(grid).float().sigmoid() - images
-            autoencoder = error.abs().mean() + error.diff(dim=-1).abs().mean() + error.diff(dim=-2).abs().mean()
+            autoencoder = (
+                error.abs().mean() + error.diff(dim=-1).abs().mean() + error.diff(dim=-2).abs().mean()
+            )
         target = self._normalized(grid.detach().float())
         stats = self.posterior(torch.cat([self.down(target.to(condition.dtype)), condition], dim=1))
         mean, log_var = stats.float().chunk(2, dim=1)

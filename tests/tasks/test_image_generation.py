@@ -233,13 +233,13 @@ def test_a_latent_cvae_run_draws_the_same_in_a_fresh_process(tmp_path: Path) -> 
         "data": {"train": "builtin:shapes-draw", "builtin": {"n": 400}},
         "model": {
             "dim": 16,
-            "encoders": {"caption": {"type": "bow"}},
             "generator": {"type": "latent_cvae", "width": 8, "hidden": 8, "latent": 4, "blocks": 1},
         },
         "train": {"epochs": 2, "batch_size": 32, "progress": False},
     }
     run = mumo.train(config, out=tmp_path / "run", quiet=True)
     assert {"objective", "autoencoder", "elbo", "kl", "spread"} <= set(run.metrics["test"])
+    assert run.model.config.model.encoders["caption"].type == "bow"  # the default text encoder here
     out = tmp_path / "pngs"
     args = ["generate", str(run.path), "--text", "a blue star", "--n", "2", "--seed", "5", "--out", str(out)]
     result = run_cli(*args)

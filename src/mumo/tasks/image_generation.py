@@ -19,7 +19,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from mumo.config import TaskOptions
-from mumo.config_model import CVAEOptions, GRUOptions, ModelConfig
+from mumo.config_model import BagOfWordsOptions, CVAEOptions, GRUOptions, LatentCVAEOptions, ModelConfig
 from mumo.data.dataset import Batch, make_batch
 from mumo.data.prepare import Split
 from mumo.data.table import Table
@@ -81,11 +81,14 @@ class ImageGeneration(Task):
     def resolve_model(cls, model: ModelConfig, inputs: dict[str, str]) -> ModelConfig:
         """Text inputs default to the BiGRU encoder: learning from the generator's gradient alone, it
         carries each word of a request sooner than the transformer (builtin:shapes-draw, 2000 steps:
-        held-out colour named right 0.99 vs 0.89, FID 1.4 vs 5.0)."""
+        held-out colour named right 0.99 vs 0.89, FID 1.4 vs 5.0). Under latent_cvae they default to the
+        bag of words (3000 steps: held-out pairs drawn right 0.23 vs 0.00; with the BiGRU its samples
+        lose the colour, 0.07, FID 57)."""
         encoders = dict(model.encoders)
+        latent = isinstance(model.generator, LatentCVAEOptions)
         for column, kind in inputs.items():
             if kind == "text" and column not in encoders:
-                encoders[column] = GRUOptions()
+                encoders[column] = BagOfWordsOptions() if latent else GRUOptions()
         return model.model_copy(update={"encoders": encoders})
 
     @classmethod
