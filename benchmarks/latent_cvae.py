@@ -1,4 +1,4 @@
-"""Research script, not yet in mumo: text → image by a CVAE in the latent space of a sharp autoencoder.
+"""Research script: text → image by a CVAE in the latent space of a sharp autoencoder.
 
 The default CVAE's decoder cannot draw small shapes from a vector code (its own posterior reconstructions
 show the right shape ~0.4 of the time). Here the drawing is left to a deterministic spatial autoencoder
@@ -7,6 +7,7 @@ show the right shape ~0.4 of the time). Here the drawing is left to a determinis
 from a bag of caption words: FiLM-modulated 3x3 residual blocks at 8x8, Gaussian latent with one learned
 scale, the same anchor term as mumo's CVAE (a reconstruction from z = 0), KL weighted by --beta. Samples:
 z ~ N(0, I) → latent → the frozen autoencoder's decoder. Scored by benchmarks.image_generation's judges.
+mumo's port (model.generator.type: latent_cvae) trains both in one schedule and trails it (BENCHMARKS.md).
 
 Usage: python -m benchmarks.latent_cvae [--ae-steps 3000] [--cvae-steps 3000] [--beta 4]
        [--judges DIR] [--json F]   (about 11 + 18 min on one thread)
