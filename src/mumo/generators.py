@@ -18,8 +18,7 @@ learned scale, the same anchor term as the CVAE's). The two are trained together
 autoencoder's latent without a gradient, normalized per channel by running statistics. A vector code
 cannot place a small shape precisely; a grid of codes for a decoder that already draws sharp shapes can
 (builtin:shapes-draw, held-out colour-shape pairs drawn right: the CVAE 0.28, benchmarks.latent_cvae 0.68
-with the autoencoder trained alone first; this port, both in mumo's one schedule, 0.23: its autoencoder,
-frozen mid-schedule, has not learned the colours of small shapes).
+with the autoencoder trained alone first; this port, both in mumo's one schedule, 0.23: see BENCHMARKS.md).
 
 Diffusion (Ho et al. 2020; DDIM sampling, Song et al. 2021; classifier-free guidance, Ho & Salimans
 2022): a diffusers UNet2DModel predicts the noise of a noised image, the condition added to its time
