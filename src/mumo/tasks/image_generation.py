@@ -84,8 +84,8 @@ class ImageGeneration(Task):
         """Text inputs default to the BiGRU encoder: learning from the generator's gradient alone, it
         carries each word of a request sooner than the transformer (builtin:shapes-draw, 2000 steps:
         held-out colour named right 0.99 vs 0.89, FID 1.4 vs 5.0). Under latent_cvae they default to the
-        bag of words (3000 steps: held-out pairs drawn right 0.23 vs 0.00; with the BiGRU its samples
-        lose the colour, 0.07, FID 57)."""
+        bag of words (3000 steps, the autoencoder then trained in the same loop: held-out pairs drawn
+        right 0.23 vs 0.00; with the BiGRU its samples lose the colour, 0.07, FID 57)."""
         encoders = dict(model.encoders)
         latent = isinstance(model.generator, LatentCVAEOptions)
         for column, kind in inputs.items():
