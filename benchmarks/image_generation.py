@@ -21,6 +21,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,19 @@ def score(
         "judge_val_accuracy": {"colour": judge["color_val_accuracy"], "shape": judge["shape_val_accuracy"]},
         "held_out_pairs": rates(held),
         "seen_pairs": rates([not h for h in held]),
+        "held_out_by_pair": {
+            f"{colour} {shape}": {
+                **rates([w == (colour, shape) for w in wanted]),
+                "drawn_most": " ".join(
+                    Counter(
+                        (c, s)
+                        for w, c, s in zip(wanted, colours, shapes, strict=True)
+                        if w == (colour, shape)
+                    ).most_common(1)[0][0]
+                ),
+            }
+            for colour, shape in HELD_OUT_COMBOS
+        },
         "diversity": float(np.sqrt(np.mean(drawn_var) / np.mean(real_var))),
         "diversity_captions": len(real_var),
         "fid_judge_features": fid(judge["color"], real_test, as_tensor[::n][: len(real_test)]),
@@ -224,6 +238,10 @@ def report(result: dict[str, Any]) -> None:
     for name in ("held_out_pairs", "seen_pairs"):
         r = result[name]
         print(f"| {name} ({r['images']} images) | {r['colour']:.3f} | {r['shape']:.3f} | {r['both']:.3f} |")
+    for pair, r in result.get("held_out_by_pair", {}).items():
+        print(
+            f"| {pair} (drawn most: {r['drawn_most']}) | {r['colour']:.3f} | {r['shape']:.3f} | {r['both']:.3f} |"
+        )
     print(
         f"diversity {result['diversity']:.3f} (goal >= 0.9) · FID (judge features) {result['fid_judge_features']:.2f} · "
         f"judge val accuracy colour {result['judge_val_accuracy']['colour']:.3f}, shape {result['judge_val_accuracy']['shape']:.3f}"

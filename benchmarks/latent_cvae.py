@@ -10,7 +10,7 @@ z ~ N(0, I) → latent → the frozen autoencoder's decoder. Scored by benchmark
 mumo's port (model.generator.type: latent_cvae) trains both in one schedule and trails it (BENCHMARKS.md).
 
 Usage: python -m benchmarks.latent_cvae [--ae-steps 3000] [--cvae-steps 3000] [--beta 4]
-       [--judges DIR] [--json F]   (about 11 + 18 min on one thread)
+       [--word-dropout 0.1] [--text mlp|linear] [--judges DIR] [--json F]   (about 11 + 18 min on one thread)
 """
 
 from __future__ import annotations
@@ -97,11 +97,17 @@ class _FiLMBlock(nn.Module):
 
 
 class LatentCVAE(nn.Module):
-    def __init__(self, vocabulary: int, beta: float) -> None:
+    def __init__(self, vocabulary: int, beta: float, text: str = "mlp", anchor: float = 0.5) -> None:
         super().__init__()
-        self.beta = beta
+        self.beta, self.anchor = beta, anchor
         self.words = nn.Embedding(vocabulary, DIM)
-        self.text = nn.Sequential(nn.Linear(DIM, DIM), nn.GELU(), nn.Linear(DIM, DIM))
+        # mlp: the mean of the words through a two-layer MLP; linear: the mean alone (a request reads as
+        # the average of its words' vectors, each word's part the same whatever words it comes with)
+        self.text = (
+            nn.Sequential(nn.Linear(DIM, DIM), nn.GELU(), nn.Linear(DIM, DIM))
+            if text == "mlp"
+            else nn.Identity()
+        )
         self.down = nn.Sequential(
             nn.Conv2d(LATENT, HIDDEN, 3, 1, 1), nn.GELU(), nn.Conv2d(HIDDEN, HIDDEN, 3, 2, 1), nn.GELU(),
             nn.Flatten(),
@@ -134,7 +140,11 @@ class LatentCVAE(nn.Module):
         z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if self.training else mean
         kl = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1).mean()
         anchor = self.nll(self.decode(torch.zeros_like(z), condition), latent)
-        return self.nll(self.decode(z, condition), latent) + self.beta * kl / latent[0].numel() + 0.5 * anchor
+        return (
+            self.nll(self.decode(z, condition), latent)
+            + self.beta * kl / latent[0].numel()
+            + self.anchor * anchor
+        )
 
 
 def _images(folder: Path, table: pd.DataFrame) -> Tensor:
@@ -158,7 +168,10 @@ def _train(model: nn.Module, loss: Any, steps: int, lr: float, name: str) -> Non
         optimizer.step()
         schedule.step()
         if step % 500 == 0 or step == steps - 1:
-            print(f"{name} step {step}: loss {float(value):.4f} ({time.time() - started:.0f} s)", flush=True)
+            print(
+                f"{name} step {step}: loss {float(value.detach()):.4f} ({time.time() - started:.0f} s)",
+                flush=True,
+            )
     model.eval()
 
 
@@ -177,19 +190,40 @@ class Drawer:
         return [images[i * n : (i + 1) * n] for i in range(len(rows))]
 
 
-def run(ae_steps: int, cvae_steps: int, beta: float, judge_dir: Path, work: Path) -> dict[str, Any]:
+def run(
+    ae_steps: int,
+    cvae_steps: int,
+    beta: float,
+    judge_dir: Path,
+    work: Path,
+    word_dropout: float = 0.1,
+    text: str = "mlp",
+    keep_ae: str | None = None,
+    anchor: float = 0.5,
+) -> dict[str, Any]:
     torch.manual_seed(0)
     paths = materialize("shapes-draw", 3000, 0)
     folder = paths["train"].parent
     train, test = pd.read_csv(paths["train"]), pd.read_csv(paths["test"])
     x_train, x_test = _images(folder, train), _images(folder, test)
     judge = judges(folder, judge_dir)
-    result: dict[str, Any] = {"ae_steps": ae_steps, "cvae_steps": cvae_steps, "beta": beta}
+    result: dict[str, Any] = {
+        "ae_steps": ae_steps, "cvae_steps": cvae_steps, "beta": beta, "word_dropout": word_dropout,
+        "text": text, "anchor": anchor,
+    }  # fmt: skip
 
     started = time.time()
     ae = AutoEncoder()
-    _train(ae, lambda: sharp_loss(ae(batch := x_train[torch.randint(0, len(x_train), (32,))]), batch),
-           ae_steps, 1e-3, "autoencoder")  # fmt: skip
+    saved = Path(f"{keep_ae}-{ae_steps}.pt") if keep_ae else None
+    if saved is not None and saved.is_file():  # the same seed and steps: the same autoencoder, reused
+        ae.load_state_dict(torch.load(saved))
+        ae.eval()
+        result["ae_reused"] = str(saved)
+    else:
+        _train(ae, lambda: sharp_loss(ae(batch := x_train[torch.randint(0, len(x_train), (32,))]), batch),
+               ae_steps, 1e-3, "autoencoder")  # fmt: skip
+        if saved is not None:
+            torch.save(ae.state_dict(), saved)
     result["ae_seconds"] = round(time.time() - started, 1)
     attributes = pd.read_csv(folder / "attributes.csv")
     wanted = attributes[attributes["split"] == "test"].reset_index(drop=True)
@@ -207,12 +241,12 @@ def run(ae_steps: int, cvae_steps: int, beta: float, judge_dir: Path, work: Path
     normed = (latents - mean) / std
     captions = Captions(train["caption"].tolist())
     ids = captions.ids(train["caption"].tolist())
-    cvae = LatentCVAE(len(captions.vocab) + 2, beta)
+    cvae = LatentCVAE(len(captions.vocab) + 2, beta, text, anchor)
     cvae.train()
 
     def cvae_loss() -> Tensor:
         rows = torch.randint(0, len(normed), (64,))
-        dropped = ids[rows].masked_fill((torch.rand(len(rows), WORDS) < 0.1) & (ids[rows] > 1), 1)
+        dropped = ids[rows].masked_fill((torch.rand(len(rows), WORDS) < word_dropout) & (ids[rows] > 1), 1)
         return cvae.loss(normed[rows], dropped)  # word dropout: compose words, not memorise captions
 
     started = time.time()
@@ -230,12 +264,30 @@ def main() -> int:
     parser.add_argument("--ae-steps", type=int, default=3000)
     parser.add_argument("--cvae-steps", type=int, default=3000)
     parser.add_argument("--beta", type=float, default=4.0)
+    parser.add_argument("--anchor", type=float, default=0.5, help="weight of the reconstruction from z = 0")
+    parser.add_argument("--word-dropout", type=float, default=0.1, help="share of caption words dropped")
+    parser.add_argument(
+        "--text", choices=["mlp", "linear"], default="mlp", help="caption vector: MLP or mean"
+    )
+    parser.add_argument(
+        "--keep-autoencoder", metavar="PREFIX", help="save the autoencoder to PREFIX-<steps>.pt, or reuse it"
+    )
     parser.add_argument("--judges", help="a folder to keep the judges in and reuse them from")
     parser.add_argument("--json", default="benchmarks/results/latent_cvae.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         judge_dir = Path(args.judges) if args.judges else Path(tmp) / "judges"
-        result = run(args.ae_steps, args.cvae_steps, args.beta, judge_dir, Path(tmp) / "work")
+        result = run(
+            args.ae_steps,
+            args.cvae_steps,
+            args.beta,
+            judge_dir,
+            Path(tmp) / "work",
+            args.word_dropout,
+            args.text,
+            args.keep_autoencoder,
+            args.anchor,
+        )
     report(result)
     return save(result, args.json, result["met"])
 
