@@ -13,12 +13,12 @@ Latent CVAE (the two-stage route of VQ-VAE-2 / latent diffusion, Rombach et al. 
 second stage): a deterministic spatial autoencoder (size → size/4 on a side, `grid` channels, 3x3 conv
 stages, trained on L1 + L1 of the image gradients: sharp edges, Mathieu et al. 2016) does the drawing, and
 a CVAE learns its latent grid from the condition (FiLM residual blocks on the grid, Gaussian with one
-learned scale, the same anchor term as the CVAE's). The autoencoder first trains alone
-(`autoencoder_steps`, its own Adam and one-cycle schedule: `fit_autoencoder`, which the task runs before
-mumo's training loop), then it is frozen and the CVAE learns its latent, normalized per channel by the
-grid's statistics over the training images. A vector code cannot place a small shape precisely; a grid of
-codes for a decoder that already draws sharp shapes can (builtin:shapes-draw, held-out colour-shape pairs
-drawn right: the CVAE 0.28, this generator: see BENCHMARKS.md).
+learned scale, the same anchor term as the CVAE's). The two are trained together for the first
+`autoencoder_batches`, then the autoencoder is frozen and the CVAE goes on alone; the CVAE sees the
+autoencoder's latent without a gradient, normalized per channel by running statistics. A vector code
+cannot place a small shape precisely; a grid of codes for a decoder that already draws sharp shapes can
+(builtin:shapes-draw, held-out colour-shape pairs drawn right: the CVAE 0.28, benchmarks.latent_cvae 0.68
+with the autoencoder trained alone first; this port, both in mumo's one schedule, 0.23: see BENCHMARKS.md).
 
 Diffusion (Ho et al. 2020; DDIM sampling, Song et al. 2021; classifier-free guidance, Ho & Salimans
 2022): a diffusers UNet2DModel predicts the noise of a noised image, the condition added to its time
@@ -27,9 +27,6 @@ when one is built.
 """
 
 from __future__ import annotations
-
-import time
-from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -176,14 +173,13 @@ class LatentCVAE(nn.Module):
 
     @property
     def learning_to_draw(self) -> bool:
-        """Whether the autoencoder learns in this training step: always with `autoencoder_steps` 0;
-        otherwise until it has had that many batches (fit_autoencoder gives them all at once)."""
-        limit = self.options.autoencoder_steps
+        """Whether the autoencoder still learns (training, and before `autoencoder_batches`)."""
+        limit = self.options.autoencoder_batches
         return self.training and (limit == 0 or float(self.seen) < limit)
 
     def _normalized(self, grid: Tensor) -> Tensor:
-        """The grid over its statistics, which a training batch moves (momentum 0.02) while the
-        autoencoder learns."""
+        """The grid over its running statistics, which a training batch first moves (momentum 0.02)
+        while the autoencoder learns."""
         if self.learning_to_draw:
             mean, std = grid.mean((0, 2, 3), keepdim=True), grid.std((0, 2, 3), keepdim=True) + 1e-4
             share = 1.0 if float(self.seen) == 0 else 0.02
@@ -193,77 +189,17 @@ class LatentCVAE(nn.Module):
             self.seen.add_(1)
         return (grid - self.grid_mean) / self.grid_std
 
-    def autoencoder_loss(self, images: Tensor, grid: Tensor | None = None) -> Tensor:
-        """L1 of the reconstruction and of its right and below differences (sharp edges); `grid`: the
-        images' latent grid when already encoded."""
-        grid = self.encoder(images) if grid is None else grid
-        error = self.decoder(grid).float().sigmoid() - images
-        return error.abs().mean() + error.diff(dim=-1).abs().mean() + error.diff(dim=-2).abs().mean()
-
-    def fit_autoencoder(
-        self,
-        passes: Callable[[], Iterable[Tensor]],
-        device: torch.device | str = "cpu",
-        say: Callable[[str], None] | None = None,
-    ) -> float:
-        """The first stage: the autoencoder alone for `autoencoder_steps` batches of `autoencoder_batch`
-        images (Adam, a one-cycle schedule peaking at `autoencoder_lr`), then the per-channel mean and standard deviation of its
-        grid over one pass of the images; it is frozen after. `passes()` gives one pass over the training
-        images (batches of (B, 3, size, size) in [0, 1]). Returns the last batches' mean loss."""
-        steps, lr = self.options.autoencoder_steps, self.options.autoencoder_lr
-        parts = nn.ModuleList([self.encoder, self.decoder])
-        home = self.grid_mean.device
-        parts.to(device).train()
-        optimizer = torch.optim.Adam(parts.parameters(), lr=lr)
-        warmup = max(0.05, 2 / steps)  # (OneCycleLR needs two steps of warmup)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=warmup)
-        started, recent = time.perf_counter(), list[float]()
-        chunks = (
-            part for images in _forever(passes) for part in images.split(self.options.autoencoder_batch)
-        )
-        for step, images in zip(range(1, steps + 1), chunks, strict=False):
-            loss = self.autoencoder_loss(images.to(device).float())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            if step < steps:
-                schedule.step()
-            recent = [*recent[-49:], float(loss.detach())]
-            if say is not None and (step % max(1, steps // 10) == 0 or step == steps):
-                say(
-                    f"autoencoder {step}/{steps}  loss={sum(recent) / len(recent):.4g}  "
-                    f"({time.perf_counter() - started:.0f} s)"
-                )
-        parts.eval()
-        total = torch.zeros(self.options.grid, dtype=torch.float64)
-        squares, count = torch.zeros_like(total), 0
-        with torch.no_grad():
-            for images in passes():
-                grid = self.encoder(images.to(device).float()).double().transpose(0, 1).flatten(1).cpu()
-                total, squares, count = (
-                    total + grid.sum(1),
-                    squares + grid.pow(2).sum(1),
-                    count + grid.shape[1],
-                )
-        mean = total / max(count, 1)
-        std = ((squares - count * mean.pow(2)) / max(count - 1, 1)).clamp(min=0).sqrt()
-        parts.to(home)
-        self.grid_mean.copy_(mean.reshape(1, -1, 1, 1).to(self.grid_mean))
-        self.grid_std.copy_((std + 1e-4).reshape(1, -1, 1, 1).to(self.grid_std))
-        self.seen.fill_(max(steps, float(self.seen)))
-        return sum(recent) / max(len(recent), 1)
-
     def losses(self, images: Tensor, condition: Tensor) -> dict[str, Tensor]:
-        """objective: autoencoder + elbo + anchor; autoencoder: autoencoder_loss (0 in training steps once
-        the autoencoder is frozen); elbo: the CVAE's per grid value (Gaussian negative log-likelihood + beta *
+        """objective: autoencoder + elbo + anchor; autoencoder: L1 of the reconstruction and of its right
+        and below differences; elbo: the CVAE's per grid value (Gaussian negative log-likelihood + beta *
         KL / values); kl: per image, nats."""
         drawing = self.learning_to_draw
         with torch.set_grad_enabled(drawing and torch.is_grad_enabled()):
             grid = self.encoder(images)
-            if drawing or not self.training:
-                autoencoder = self.autoencoder_loss(images, grid)
-            else:  # frozen: a constant of the objective, not worth a decoder pass per training step
-                autoencoder = grid.new_zeros((), dtype=torch.float32)
+            error = self.decoder(grid).float().sigmoid() - images
+            autoencoder = (
+                error.abs().mean() + error.diff(dim=-1).abs().mean() + error.diff(dim=-2).abs().mean()
+            )
         target = self._normalized(grid.detach().float())
         stats = self.posterior(torch.cat([self.down(target.to(condition.dtype)), condition], dim=1))
         mean, log_var = stats.float().chunk(2, dim=1)
@@ -382,17 +318,6 @@ class _FiLMResidual(nn.Module):
         scale, shift = self.film(condition)[..., None, None].chunk(2, dim=1)
         inner = F.gelu(self.norm(self.conv1(F.gelu(hidden))) * (1 + scale) + shift)
         return hidden + self.conv2(inner)  # type: ignore[no-any-return]
-
-
-def _forever(passes: Callable[[], Iterable[Tensor]]) -> Iterator[Tensor]:
-    """Pass after pass over the training images (none when a pass is empty)."""
-    while True:
-        empty = True
-        for images in passes():
-            empty = False
-            yield images
-        if empty:
-            return
 
 
 def _conv(i: int, o: int) -> nn.Module:

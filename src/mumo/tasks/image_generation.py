@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import math
-import os
-from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -20,14 +18,14 @@ from PIL import Image
 from pydantic import Field
 from torch import Tensor, nn
 
-from mumo.config import TaskOptions, TrainConfig
+from mumo.config import TaskOptions
 from mumo.config_model import BagOfWordsOptions, CVAEOptions, GRUOptions, LatentCVAEOptions, ModelConfig
 from mumo.data.dataset import Batch, make_batch
 from mumo.data.prepare import Split
 from mumo.data.table import Table
 from mumo.data.targets import ImageTarget, TargetProcessor
 from mumo.errors import ConfigError, MumoError
-from mumo.generators import LatentCVAE, build_generator
+from mumo.generators import build_generator
 from mumo.network import FusedNetwork, MultimodalNetwork, build_body
 from mumo.report import figure, image_html, note
 from mumo.tasks.base import TASKS, Direction, Evaluated, ReportSection, Task
@@ -84,15 +82,13 @@ class ImageGeneration(Task):
         """Text inputs default to the BiGRU encoder: learning from the generator's gradient alone, it
         carries each word of a request sooner than the transformer (builtin:shapes-draw, 2000 steps:
         held-out colour named right 0.99 vs 0.89, FID 1.4 vs 5.0). Under latent_cvae they default to the
-        bag of words (3000 steps, the autoencoder then trained in the same loop: held-out pairs drawn
-        right 0.23 vs 0.00; with the BiGRU its samples lose the colour, 0.07, FID 57), every word kept:
-        with words hidden the code learns what a hidden word said and samples draw it at random
-        (benchmarks.latent_cvae, word dropout 0 / 0.1 / 0.3: held-out pairs 0.87 / 0.68 / 0.31)."""
+        bag of words (3000 steps: held-out pairs drawn right 0.23 vs 0.00; with the BiGRU its samples
+        lose the colour, 0.07, FID 57)."""
         encoders = dict(model.encoders)
         latent = isinstance(model.generator, LatentCVAEOptions)
         for column, kind in inputs.items():
             if kind == "text" and column not in encoders:
-                encoders[column] = BagOfWordsOptions(dropout=0.0) if latent else GRUOptions()
+                encoders[column] = BagOfWordsOptions() if latent else GRUOptions()
         return model.model_copy(update={"encoders": encoders})
 
     @classmethod
@@ -111,32 +107,6 @@ class ImageGeneration(Task):
 
     def training_loss(self, network: nn.Module, batch: Batch) -> Tensor:
         return network.losses(batch)["loss"]  # type: ignore[operator,no-any-return]
-
-    def before_fit(
-        self,
-        network: nn.Module,
-        passes: Callable[[], Iterable[Batch]],
-        train: TrainConfig,
-        say: Callable[[str], None] | None,
-    ) -> None:
-        """latent_cvae: its autoencoder's own stage on the training images (on the first GPU when
-        train.accelerator allows one; each process of a distributed run trains the same one, seeded
-        alike, and DDP starts every rank from rank zero's weights)."""
-        generator = getattr(network, "generator", None)
-        if not isinstance(generator, LatentCVAE) or generator.options.autoencoder_steps == 0:
-            return
-        device = "cpu"
-        if torch.cuda.is_available() and train.accelerator in ("auto", "gpu", "cuda"):
-            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-
-        def images() -> Iterator[Tensor]:
-            for batch in passes():
-                assert batch.target is not None
-                yield batch.target
-
-        if say is not None:
-            say(f"latent_cvae: training the autoencoder first ({generator.options.autoencoder_steps} steps)")
-        generator.fit_autoencoder(images, device, say)
 
     def eval_step(self, network: nn.Module, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         """outputs: per row, the batch's elbo, reconstruction, kl and mse (their mean over rows weighs

@@ -165,9 +165,6 @@ def fit(
     if resume:
         keep_logged_rows(run_dir / "logs" / "csv" / "metrics.csv", last)
     rank_zero = first_process()
-    if not resume:
-        talk = rank_zero and not quiet and config.train.progress
-        task.before_fit(network, lambda: loaders["train"], config.train, _say if talk else None)
     with quiet_lightning(run_dir / "logs" / "warnings.txt" if rank_zero else None, quiet):
         options = config.train.model_copy(update={"progress": False}) if quiet else config.train
         processes = 1
@@ -202,10 +199,6 @@ def fit(
         network.load_state_dict(load_weights(best))
     network.eval()
     return network
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 @contextmanager
