@@ -4,7 +4,7 @@ The default CVAE's decoder cannot draw small shapes from a vector code (its own 
 show the right shape ~0.4 of the time). Here the drawing is left to a deterministic spatial autoencoder
 (32x32 → 8x8x4, 3x3 conv stages of 48 channels, trained on L1 + L1 of the image gradients, Mathieu et al.
 2016; with this seed its test reconstructions are judged colour 1.000, shape 0.94; other seeds and
-variants of the same recipe drew the shape 0.41-0.75), and a CVAE learns the 8x8x4 latent from a bag of
+variants of the same recipe drew the shape 0.41-0.91), and a CVAE learns the 8x8x4 latent from a bag of
 caption words: FiLM-modulated 3x3 residual blocks at 8x8, Gaussian latent with one learned scale, the same
 anchor term as mumo's CVAE (a reconstruction from z = 0), KL weighted by --beta, every caption word kept
 (hidden words teach the code what they said, and samples then draw it at random). Samples: z ~ N(0, I) →
