@@ -52,7 +52,7 @@ def predict_run(args: argparse.Namespace) -> int:
     import mumo
     from mumo.data.table import read_table
 
-    out = output_file(args.out, TABLE_SUFFIXES) if args.out else None  # checked before any work
+    out = _output_file(args.out, TABLE_SUFFIXES) if args.out else None  # checked before any work
     model = mumo.load(args.run_dir)
     if args.set:
         from mumo.config import parse_overrides
@@ -80,7 +80,7 @@ def predict_run(args: argparse.Namespace) -> int:
             print(json.dumps(result))
         return 0
     assert out is not None
-    write_table(out, model.flatten(results))
+    _write_table(out, model.flatten(results))
     print(f"{len(results)} predictions → {out}", file=sys.stderr)
     return 0
 
@@ -105,7 +105,7 @@ def _zero_shot(model: Any, args: argparse.Namespace) -> int:
         from mumo.tasks.base import flatten_row
 
         frame = pd.DataFrame([{"row": i + 1, **flatten_row(result)} for i, result in enumerate(results)])
-        write_table(Path(args.out), frame)
+        _write_table(Path(args.out), frame)
         print(f"{len(results)} zero-shot predictions → {args.out}", file=sys.stderr)
     else:
         for result in results:
@@ -116,7 +116,7 @@ def _zero_shot(model: Any, args: argparse.Namespace) -> int:
 TABLE_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 
 
-def output_file(value: str, suffixes: tuple[str, ...], flag: str = "--out") -> Path:
+def _output_file(value: str, suffixes: tuple[str, ...], flag: str = "--out") -> Path:
     """An output file path, checked before any work: a known suffix, not a folder. Missing parent
     folders are created when it is written."""
     path = Path(value)
@@ -127,11 +127,11 @@ def output_file(value: str, suffixes: tuple[str, ...], flag: str = "--out") -> P
     return path
 
 
-def write_table(path: Path, frame: Any) -> None:
+def _write_table(path: Path, frame: Any) -> None:
     """A table written atomically as CSV, JSON lines or Parquet (chosen by the suffix)."""
     from mumo.io import atomic_path
 
-    suffix = output_file(str(path), TABLE_SUFFIXES).suffix.lower()
+    suffix = _output_file(str(path), TABLE_SUFFIXES).suffix.lower()
     with atomic_path(path) as tmp:
         if suffix == ".parquet":
             frame.to_parquet(tmp, index=False)
@@ -155,7 +155,7 @@ def embed_run(args: argparse.Namespace) -> int:
     import mumo
     from mumo.data.table import read_table
 
-    output_file(args.out, VECTOR_SUFFIXES)
+    _output_file(args.out, VECTOR_SUFFIXES)
     model = mumo.load(args.run_dir)
     table = read_table(args.data)
     if args.column not in table.columns:
@@ -190,10 +190,10 @@ def _write_vectors(path: Path, column: str, rows: list[int], vectors: Any) -> No
 
     from mumo.io import atomic_path
 
-    suffix = output_file(str(path), VECTOR_SUFFIXES).suffix.lower()
+    suffix = _output_file(str(path), VECTOR_SUFFIXES).suffix.lower()
     if suffix == ".npy":
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.save(handle, np.asarray(vectors, dtype=np.float32))
         return
     frame = pd.DataFrame({"row": rows, "column": column, "vector": [list(map(float, v)) for v in vectors]})
-    write_table(path, frame)
+    _write_table(path, frame)
