@@ -86,3 +86,51 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"mumo: error: {tmp_path / 'nothing'}: nothing to resume (no interrupted run with checkpoints/last.ckpt)"
     ]
+
+
+def test_last_checkpoint_is_the_last_epoch_and_monitor_last_keeps_it(
+    shapes_dir: Path, tmp_path: Path
+) -> None:
+    """checkpoints/last.ckpt holds the last epoch (what --resume continues from), whichever epoch was
+    best; train.monitor: last keeps that model (no best.ckpt, no early stopping), and a metric the task
+    lacks is refused with the choices."""
+    import torch
+
+    import mumo
+    from mumo.errors import ConfigError
+    from mumo.training.trainer import load_weights
+
+    config = {
+        "data": {
+            "train": str(shapes_dir / "train.csv"),
+            "val": str(shapes_dir / "val.csv"),
+            "target": "label",
+            "ignore": ["sound"],
+        },
+        "model": {"dim": 16},
+        "train": {"epochs": 4, "patience": 100, "batch_size": 8, "lr": 0.03, "progress": False},
+    }
+    run = mumo.train(config, out=tmp_path / "best", quiet=True)
+    epochs = {
+        name: torch.load(run.path / "checkpoints" / f"{name}.ckpt", weights_only=True)["epoch"]
+        for name in ("best", "last")
+    }
+    assert epochs["last"] == 3, epochs
+    rows = _validation_rows(run.path / "logs" / "csv" / "metrics.csv")
+    losses = [float(row["val/loss"]) for row in rows]
+    assert len(losses) == 4
+
+    kept = mumo.train(config, overrides={"train.monitor": "last"}, out=tmp_path / "last", quiet=True)
+    assert not (kept.path / "checkpoints" / "best.ckpt").exists()
+    weights = load_weights(kept.path / "checkpoints" / "last.ckpt")
+    assert torch.load(kept.path / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 3
+    state = kept.model.network.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in weights.items())
+
+    try:
+        mumo.train(config, overrides={"train.monitor": "nonsense"}, out=tmp_path / "bad", quiet=True)
+    except ConfigError as error:
+        assert str(error).startswith("train.monitor: 'nonsense' is not a metric of task classification")
+        assert str(error).endswith(", or last")
+    else:
+        raise AssertionError("train.monitor: nonsense was accepted")

@@ -153,7 +153,10 @@ class TrainConfig(Section):
         description="Stop after this many epochs without a better val metric; auto = half the epochs (at least 5).",
     )
     monitor: str | None = Field(
-        None, description="Val metric for early stopping; null = the task's main metric."
+        None,
+        description="Val metric that selects the checkpoint kept and stops early; null = the task's main "
+        "metric (or the last epoch, where the task says its metric does not track quality: latent_cvae); "
+        "last = keep the last epoch's model, no early stopping.",
     )
     seed: int = Field(0, description="Seed for weights, shuffling and augmentation.")
     precision: Literal["32-true", "16-mixed", "bf16-mixed", "bf16-true", "64-true"] = Field(

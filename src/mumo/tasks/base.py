@@ -11,12 +11,13 @@ and import it in mumo/tasks/__init__.py (or from your own code, before the confi
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from torch import Tensor, nn
 
-from mumo.config import TaskOptions
+from mumo.config import TaskOptions, TrainConfig
 from mumo.config_model import ModelConfig
 from mumo.data.dataset import Batch
 from mumo.data.prepare import Schema, Split
@@ -93,6 +94,17 @@ class Task:
     def training_loss(self, network: nn.Module, batch: Batch) -> Tensor:
         raise NotImplementedError
 
+    def before_fit(
+        self,
+        network: nn.Module,
+        passes: Callable[[], Iterable[Batch]],
+        train: TrainConfig,
+        say: Callable[[str], None] | None,
+    ) -> None:
+        """Training before mumo's loop, on a new run only (a resumed one has its result in the
+        checkpoint): a first stage with its own optimizer. `passes()` gives one pass over the training
+        batches; `say` prints progress (None: quiet). Nothing by default."""
+
     def eval_step(self, network: nn.Module, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         """(loss, outputs, targets) of a validation batch; metrics() gets the gathered outputs and targets."""
         raise NotImplementedError
@@ -108,6 +120,12 @@ class Task:
     def main_metric(self) -> str:
         """The metric that selects the best checkpoint and stops training early."""
         raise NotImplementedError
+
+    def keeps_last(self, network: nn.Module) -> bool:
+        """Whether a run keeps its last epoch's model (no early stopping) when train.monitor is null,
+        rather than the checkpoint with the best main metric: for a network whose validation metric
+        does not track what it is for. False by default."""
+        return False
 
     # ------------------------------------------------------------------------------------- prediction
     def predict_outputs(self, network: nn.Module, batch: Batch) -> Tensor:

@@ -56,9 +56,12 @@ def load_weights(path: Path, prefix: str = "model.") -> dict[str, Tensor]:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def monitor_for(task: Task, train: TrainConfig) -> tuple[str, str]:
+def monitor_for(task: Task, train: TrainConfig, network: nn.Module | None = None) -> tuple[str | None, str]:
     """The logged value that selects checkpoints and stops early, and its direction: the task's main
-    metric by default, else train.monitor, whose direction the task declares."""
+    metric by default, else train.monitor, whose direction the task declares; None: the last epoch's
+    model is kept and nothing stops early (train.monitor: last, or the task's choice for `network`)."""
+    if train.monitor == "last" or (not train.monitor and network is not None and task.keeps_last(network)):
+        return None, "min"
     if not train.monitor:
         return "val/selection", task.directions()[task.main_metric]
     name = train.monitor.removeprefix("val/")
@@ -66,7 +69,7 @@ def monitor_for(task: Task, train: TrainConfig) -> tuple[str, str]:
     if name not in directions:
         raise ConfigError(
             f"train.monitor: {train.monitor!r} is not a metric of task {task.name}; "
-            f"choose one of {', '.join(sorted(directions))}"
+            f"choose one of {', '.join(sorted(directions))}, or last"
         )
     return f"val/{name}", directions[name]
 
@@ -74,7 +77,7 @@ def monitor_for(task: Task, train: TrainConfig) -> tuple[str, str]:
 def build_trainer(
     run_dir: Path,
     train: TrainConfig,
-    monitor: str,
+    monitor: str | None,
     mode: str,
     steps_per_epoch: int,
     manual: bool,
@@ -82,22 +85,25 @@ def build_trainer(
     extra: list[L.Callback] | None = None,
 ) -> tuple[L.Trainer, ModelCheckpoint]:
     """`manual`: the module steps the optimizer and clips itself (GradCache); `budget`: epochs, patience
-    and time limit."""
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="best",
-        monitor=monitor,
-        mode=mode,
-        save_top_k=1,
-        save_last=True,
-        auto_insert_metric_name=False,
-        enable_version_counter=False,
+    and time limit. checkpoints/last.ckpt is every epoch's (what --resume continues from; Lightning's
+    save_last writes it only when the best one changes); best.ckpt the best by `monitor` (None: the
+    last is the one kept)."""
+    last = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False
     )
-    callbacks: list[L.Callback] = [
-        checkpoint,
-        EarlyStopping(monitor=monitor, mode=mode, patience=budget.patience),
-        LearningRateMonitor(logging_interval="epoch"),
-    ]
+    callbacks: list[L.Callback] = [last, LearningRateMonitor(logging_interval="epoch")]
+    checkpoint = last
+    if monitor is not None:
+        checkpoint = ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best",
+            monitor=monitor,
+            mode=mode,
+            save_top_k=1,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        )
+        callbacks += [checkpoint, EarlyStopping(monitor=monitor, mode=mode, patience=budget.patience)]
     if budget.time_limit:
         callbacks.append(TimeBudget(budget.time_limit, steps_per_epoch))
     callbacks += extra or []
@@ -160,11 +166,14 @@ def fit(
     """Lightning fit; returns the network holding the best checkpoint's weights (on rank zero)."""
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     manual = uses_gradcache(task, config.train)  # one optimizer step per (big) batch
-    monitor, mode = monitor_for(task, config.train)
+    monitor, mode = monitor_for(task, config.train, network)
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume:
         keep_logged_rows(run_dir / "logs" / "csv" / "metrics.csv", last)
     rank_zero = first_process()
+    if not resume:
+        talk = rank_zero and not quiet and config.train.progress
+        task.before_fit(network, lambda: loaders["train"], config.train, _say if talk else None)
     with quiet_lightning(run_dir / "logs" / "warnings.txt" if rank_zero else None, quiet):
         options = config.train.model_copy(update={"progress": False}) if quiet else config.train
         processes = 1
@@ -199,6 +208,10 @@ def fit(
         network.load_state_dict(load_weights(best))
     network.eval()
     return network
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 @contextmanager
