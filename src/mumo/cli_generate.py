@@ -1,4 +1,5 @@
-"""`mumo generate RUN --text "a red circle" --n 4 --out DIR [--seed S]`: images from an image_generation run.
+"""`mumo generate RUN --text "a red circle" --n 4 --out DIR [--seed S] [--temperature T]`: images from an
+image_generation run.
 
 PNGs are written as DIR/<row>-<sample>.png (row and sample from 0); DIR is created, and a file already
 there is never overwritten (the command refuses with one line before drawing anything).
@@ -24,6 +25,12 @@ def setup(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--n", type=int, default=4, help="images per request (default 4)")
     p.add_argument("--seed", type=int, default=None, help="the same seed gives the same images")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="scale of the generator's code (task.temperature; below 1: closer to the request, less varied)",
+    )
     p.add_argument("--out", required=True, help="folder for the PNGs")
 
 
@@ -34,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise MumoError(f"--n {args.n}: ask for at least one image")
     model = mumo.load(args.run_dir)
+    if args.temperature is not None:
+        model = model.with_task_options({"temperature": args.temperature})
     base: dict[str, Any] = {}
     for item in args.input:
         key, sep, value = item.partition("=")

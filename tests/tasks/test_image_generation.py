@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -178,11 +179,13 @@ def test_the_learned_prior_draws_each_request_as_varied_as_its_images() -> None:
     assert torch.allclose(images, by_hand)
 
 
-def test_the_latent_cvae_draws_each_request_where_its_images_have_it() -> None:
+@pytest.mark.parametrize("halvings", [2, 1])
+def test_the_latent_cvae_draws_each_request_where_its_images_have_it(halvings: int) -> None:
     """Request 0's images have a bright patch at the top left, request 1's at the bottom right: the
-    autoencoder learns to draw them, the CVAE on its latent grid learns which request wants which, and
-    samples decode z ~ N(0, I) through both with the grid's running statistics. After
-    `autoencoder_batches` the autoencoder and those statistics stop changing."""
+    autoencoder learns to draw them in its own stage (fit_autoencoder), the CVAE on its frozen latent grid
+    learns which request wants which, and samples decode z ~ N(0, I) through both with the grid's
+    statistics, which are those of the training images' grids. halvings 1: a grid of 8x8 for 16x16
+    images, which the CVAE reaches from 4x4 by one doubling."""
     import torch
 
     from mumo.config_model import LatentCVAEOptions
@@ -190,28 +193,49 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it() -> None:
     from mumo.generators import build_generator
 
     torch.manual_seed(0)
-    options = LatentCVAEOptions(size=16, width=16, hidden=16, latent=4, blocks=1, autoencoder_batches=250)
+    options = LatentCVAEOptions(
+        size=16, width=16, hidden=16, latent=4, blocks=1, autoencoder_steps=250, halvings=halvings
+    )
     generator = build_generator(options, 2)
+    side = 16 // 2**halvings
+    assert generator.encoder(torch.zeros(1, 3, 16, 16)).shape == (1, 4, side, side)  # type: ignore[operator]
+    assert len(generator.finer) == {2: 0, 1: 1}[halvings]  # type: ignore[arg-type]
+    which = torch.randint(0, 2, (256,))
+    data = torch.full((256, 3, 16, 16), 0.3) + 0.02 * torch.randn(256, 3, 16, 16)
+    data[which == 0, :, 2:7, 2:7] = 0.9
+    data[which == 1, :, 9:14, 9:14] = 0.9
+    requests = torch.nn.functional.one_hot(which, 2).float()
+    lines: list[str] = []
+    with torch.no_grad():
+        before = float(generator.autoencoder_loss(data))  # type: ignore[operator]
+    sizes: list[int] = []  # the loader's batches of 128 are split into steps of autoencoder_batch (32)
+    loss_of = generator.autoencoder_loss
+    generator.autoencoder_loss = lambda images, grid=None: (sizes.append(len(images)), loss_of(images, grid))[
+        1
+    ]
+    last = generator.fit_autoencoder(lambda: data.split(128), "cpu", lines.append)  # type: ignore[operator]
+    del generator.autoencoder_loss
+    assert sizes == [32] * 250
+    assert last < 0.5 * before
+    assert len(lines) == 10 and lines[-1].startswith("autoencoder 250/250  loss=")
+    with torch.no_grad():
+        grid = generator.encoder(data).double()  # type: ignore[operator]
+    assert torch.allclose(generator.grid_mean.flatten().double(), grid.mean((0, 2, 3)), atol=1e-5)  # type: ignore[union-attr]
+    assert torch.allclose(generator.grid_std.flatten().double(), grid.std((0, 2, 3)), atol=1e-3)  # type: ignore[union-attr]
+    assert float(generator.seen) == 250  # type: ignore[arg-type]
+    frozen = [t.detach().clone() for t in (*generator.encoder.parameters(), generator.grid_mean)]  # type: ignore[union-attr]
     optimizer = torch.optim.Adam(generator.parameters(), lr=3e-3)
-    first = []
-    for step in range(300):
-        which = torch.randint(0, 2, (32,))
-        images = torch.full((32, 3, 16, 16), 0.3) + 0.02 * torch.randn(32, 3, 16, 16)
-        images[which == 0, :, 2:7, 2:7] = 0.9
-        images[which == 1, :, 9:14, 9:14] = 0.9
-        losses = generator.losses(images, torch.nn.functional.one_hot(which, 2).float())  # type: ignore[operator]
+    generator.train()
+    for _step in range(300):
+        rows = torch.randint(0, 256, (32,))
+        losses = generator.losses(data[rows], requests[rows])  # type: ignore[operator]
         optimizer.zero_grad()
         losses["loss"].backward()
         optimizer.step()
-        if step < 10:
-            first.append(float(losses["autoencoder"]))
-        if step == 249:
-            frozen = [t.detach().clone() for t in (*generator.encoder.parameters(), generator.grid_mean)]  # type: ignore[union-attr]
+        assert float(losses["autoencoder"]) == 0  # frozen: not computed in training
     now = [*generator.encoder.parameters(), generator.grid_mean]  # type: ignore[union-attr]
     assert all(torch.equal(a, b) for a, b in zip(frozen, now, strict=True))
-    assert float(generator.seen) == 300  # type: ignore[arg-type]
-    assert float(losses["autoencoder"]) < 0.5 * np.mean(first)
-    assert not torch.allclose(generator.grid_std, torch.ones_like(generator.grid_std))  # type: ignore[arg-type]
+    assert float(generator.seen) == 550  # type: ignore[arg-type]
     generator.eval()
     requests = torch.eye(2).repeat_interleave(50, dim=0)
     images = generator.sample(requests, torch.Generator().manual_seed(0))  # type: ignore[operator]
@@ -220,11 +244,39 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it() -> None:
     assert float((top_left - bottom_right)[:50].min()) > 0.3  # every sample of request 0
     assert float((bottom_right - top_left)[50:].min()) > 0.3
     assert torch.equal(images, generator.sample(requests, torch.Generator().manual_seed(0)))  # type: ignore[operator]
-    z = torch.randn(100, 4, generator=torch.Generator().manual_seed(0))
+    # a sample is the decoded grid plus pixel noise of the autoencoder's residual spread (training images)
+    with torch.no_grad():
+        residual = generator.decoder(generator.encoder(data)).sigmoid() - data  # type: ignore[operator]
+    assert float(generator.pixel_noise) == pytest.approx(float(residual.pow(2).mean().sqrt()), rel=1e-4)  # type: ignore[arg-type]
+    draw = torch.Generator().manual_seed(0)
+    z = torch.randn(100, 4, generator=draw)
     grid = generator.decode(z, requests) * generator.grid_std + generator.grid_mean  # type: ignore[operator]
-    assert torch.allclose(images, generator.decoder(grid).sigmoid())  # type: ignore[operator]
+    mean = generator.decoder(grid).sigmoid()  # type: ignore[operator]
+    noise = torch.randn(mean.shape, generator=draw) * generator.pixel_noise
+    assert torch.allclose(images, (mean + noise).clamp(0, 1))
+    generator.options = options.model_copy(update={"pixel_noise": False})
+    assert torch.allclose(generator.sample(requests, torch.Generator().manual_seed(0)), mean)  # type: ignore[operator]
+    older = {k: v for k, v in generator.state_dict().items() if k != "pixel_noise"}  # saved before it
+    again = build_generator(options, 2)
+    again.load_state_dict(older)
+    assert float(again.pixel_noise) == 0  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"^model.generator: size \(12\), width \(16\) and hidden"):
         build_generator(LatentCVAEOptions(size=12, width=16, hidden=16), 2)
+    with pytest.raises(
+        ConfigError, match=r"^model.generator.size: 8 is not a multiple of 2 \*\* halvings \(16\)$"
+    ):
+        build_generator(LatentCVAEOptions(size=8, width=16, hidden=16, halvings=4), 2)
+    with pytest.raises(
+        ValueError, match=r"autoencoder_steps: 5 must be 0 \(the two learn together\) or at least 10"
+    ):
+        LatentCVAEOptions(autoencoder_steps=5)
+    older = {"type": "latent_cvae", "autoencoder_batches": 1500}  # a run of the first latent_cvae
+    assert LatentCVAEOptions.model_validate(older).autoencoder_steps == 1500
+    # a run saved before halvings (every key but it) built its grid at size / 4; a user's config gets 1
+    saved = LatentCVAEOptions(halvings=2).model_dump()
+    del saved["halvings"]
+    assert LatentCVAEOptions.model_validate(saved).halvings == 2
+    assert LatentCVAEOptions.model_validate({"type": "latent_cvae", "beta": 2}).halvings == 1
 
 
 def test_a_latent_cvae_run_draws_the_same_in_a_fresh_process(tmp_path: Path) -> None:
@@ -233,13 +285,27 @@ def test_a_latent_cvae_run_draws_the_same_in_a_fresh_process(tmp_path: Path) -> 
         "data": {"train": "builtin:shapes-draw", "builtin": {"n": 400}},
         "model": {
             "dim": 16,
-            "generator": {"type": "latent_cvae", "width": 8, "hidden": 8, "latent": 4, "blocks": 1},
+            "generator": {
+                "type": "latent_cvae",
+                "width": 8,
+                "hidden": 8,
+                "latent": 4,
+                "blocks": 1,
+                "autoencoder_steps": 20,
+            },
         },
         "train": {"epochs": 2, "batch_size": 32, "progress": False},
     }
     run = mumo.train(config, out=tmp_path / "run", quiet=True)
     assert {"objective", "autoencoder", "elbo", "kl", "spread"} <= set(run.metrics["test"])
-    assert run.model.config.model.encoders["caption"].type == "bow"  # the default text encoder here
+    caption = run.model.config.model.encoders["caption"]
+    assert (caption.type, caption.dropout) == ("bow", 0.0)  # the default text encoder here: every word kept
+    # the autoencoder's own stage ran before the loop (which alone has fewer than 20 batches here)
+    import torch
+
+    generator = run.model.network.generator
+    assert float(generator.seen) > 20, float(generator.seen)
+    assert not torch.allclose(generator.grid_std, torch.ones_like(generator.grid_std))
     out = tmp_path / "pngs"
     args = ["generate", str(run.path), "--text", "a blue star", "--n", "2", "--seed", "5", "--out", str(out)]
     result = run_cli(*args)
@@ -247,3 +313,56 @@ def test_a_latent_cvae_run_draws_the_same_in_a_fresh_process(tmp_path: Path) -> 
     expected = run.model.generate([{"caption": "a blue star"}], n=2, seed=5)[0]
     for j, image in enumerate(expected):
         assert np.array_equal(np.asarray(Image.open(out / f"0-{j}.png")), np.asarray(image))
+    # a lower temperature: the code drawn closer to 0, the same images as the API's at that temperature
+    cooler = run.model.with_task_options({"temperature": 0.25}).generate(
+        [{"caption": "a blue star"}], n=2, seed=5
+    )
+    result = run_cli(*args[:-1], str(tmp_path / "cool"), "--temperature", "0.25")
+    assert result.returncode == 0, result.stderr
+    for j, image in enumerate(cooler[0]):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "cool" / f"0-{j}.png")), np.asarray(image))
+        assert not np.array_equal(np.asarray(image), np.asarray(expected[j]))
+    refused = run_cli(*args[:-1], str(tmp_path / "cold"), "--temperature", "0")
+    assert refused.returncode == 2 and "temperature" in refused.stderr.strip().splitlines()[-1], (
+        refused.stderr
+    )
+    assert "Traceback" not in refused.stderr and not (tmp_path / "cold").exists()
+
+
+def test_a_resumed_latent_cvae_run_does_not_train_its_autoencoder_again(tmp_path: Path) -> None:
+    """The autoencoder's stage runs before the first epoch and prints its progress; a run killed after
+    an epoch resumes from its checkpoint (which holds the trained autoencoder) without that stage."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    config = tmp_path / "draw.yaml"
+    config.write_text(
+        "data: {train: 'builtin:shapes-draw', builtin: {n: 400}}\n"
+        "model: {dim: 16, generator: {type: latent_cvae, width: 8, hidden: 8, latent: 4, blocks: 1,"
+        " autoencoder_steps: 30}}\n"
+        "train: {epochs: 8, batch_size: 32, patience: 100}\n"
+    )
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mumo.cli", "train", str(config), "--out", str(out)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    last = tmp_path / ".run.partial" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    _, first = proc.communicate(timeout=30)
+    assert "latent_cvae: training the autoencoder first (30 steps)" in first
+    assert "autoencoder 30/30  loss=" in first
+    resumed = run_cli("train", "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "training the autoencoder first" not in resumed.stderr
+    assert not re.findall(r"^autoencoder \d+/30", resumed.stderr, flags=re.M)
+    assert re.findall(r"^epoch (\d+)/", resumed.stderr, flags=re.M)[0] != "1"
