@@ -194,7 +194,14 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it(halvings: i
 
     torch.manual_seed(0)
     options = LatentCVAEOptions(
-        size=16, width=16, hidden=16, latent=4, blocks=1, autoencoder_steps=250, halvings=halvings
+        size=16,
+        width=16,
+        hidden=16,
+        latent=4,
+        blocks=1,
+        autoencoder_steps=250,
+        halvings=halvings,
+        pixel_noise=True,
     )
     generator = build_generator(options, 2)
     side = 16 // 2**halvings
