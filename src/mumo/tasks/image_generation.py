@@ -172,8 +172,8 @@ class ImageGeneration(Task):
 
     def keeps_last(self, network: nn.Module) -> bool:
         """latent_cvae keeps its last epoch: its validation objective turns upward long before its samples
-        stop improving (builtin:shapes-draw, 3000 steps: lowest at epoch 26 of 94, where samples drew
-        held-out pairs right 0.56; see BENCHMARKS.md)."""
+        stop improving (builtin:shapes-draw, 3000 steps: lowest at epoch 26 of 94, whose samples drew
+        held-out pairs right 0.56, the last epoch's 0.71; see BENCHMARKS.md)."""
         return isinstance(getattr(network, "generator", None), LatentCVAE)
 
     # ------------------------------------------------------------------------------------- prediction
