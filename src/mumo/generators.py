@@ -9,18 +9,7 @@ al. 2021); trained on the ELBO (per pixel, KL weighted by beta). The code's prio
 condition, p(z | condition) (Sohn et al.'s prior network; `prior: learned`), or N(0, I) (`standard`);
 samples draw z from it.
 
-Latent CVAE (the two-stage route of VQ-VAE-2 / latent diffusion, Rombach et al. 2022, with a CVAE as the
-second stage): a deterministic spatial autoencoder (size → size / 2 ** `halvings` on a side, `grid`
-channels, 3x3 conv stages, trained on L1 + L1 of the image gradients: sharp edges, Mathieu et al. 2016)
-does the drawing, and a CVAE learns its latent grid from the condition (FiLM residual blocks at size / 4
-on a side at most, doubled at half the channels up to a finer grid; Gaussian with one learned scale; the
-same anchor term as the CVAE's). The autoencoder first trains alone (`autoencoder_steps`, its own Adam and
-one-cycle schedule: `fit_autoencoder`, which the task runs before mumo's training loop), then it is
-frozen and the CVAE learns its latent, normalized per channel by the grid's statistics over the training
-images. Samples decode z ~ N(0, I) and add pixel noise of the autoencoder's residual spread (a draw from
-p(image | grid); `pixel_noise`). A vector code cannot place a small shape precisely; a grid of codes for
-a decoder that already draws sharp shapes can (builtin:shapes-draw, held-out colour-shape pairs drawn
-right: the CVAE 0.28, this generator: see BENCHMARKS.md).
+Latent CVAE (a CVAE in the latent grid of a sharp spatial autoencoder): mumo.latent_cvae.
 
 Diffusion (Ho et al. 2020; DDIM sampling, Song et al. 2021; classifier-free guidance, Ho & Salimans
 2022): a diffusers UNet2DModel predicts the noise of a noised image, the condition added to its time
@@ -29,10 +18,6 @@ when one is built.
 """
 
 from __future__ import annotations
-
-import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +40,7 @@ class CVAE(nn.Module):
         down: list[nn.Module] = []
         previous = 3
         for width in channels:
-            down += [nn.Conv2d(previous, width, 4, 2, 1), _norm(width), nn.GELU()]
+            down += [nn.Conv2d(previous, width, 4, 2, 1), group_norm(width), nn.GELU()]
             previous = width
         self.down = nn.Sequential(*down, nn.Flatten())
         flat = channels[-1] * self.side**2
@@ -131,193 +116,6 @@ class CVAE(nn.Module):
         mean, log_var = self.code_prior(condition)
         z = (mean + temperature * noise * (0.5 * log_var).exp()).to(condition.dtype)
         return self.decode(z, condition).float().sigmoid()
-
-
-class LatentCVAE(nn.Module):
-    grid_mean: Tensor
-    grid_std: Tensor
-    seen: Tensor
-    pixel_noise: Tensor
-
-    def __init__(self, options: LatentCVAEOptions, dim: int) -> None:
-        super().__init__()
-        if options.size % 8 or options.width % 8 or options.hidden % 8:
-            raise ConfigError(
-                f"model.generator: size ({options.size}), width ({options.width}) and hidden "
-                f"({options.hidden}) must be multiples of 8"
-            )
-        scale = 2**options.halvings
-        if options.size % scale:
-            raise ConfigError(
-                f"model.generator.size: {options.size} is not a multiple of 2 ** halvings ({scale})"
-            )
-        self.options, self.side = options, options.size // scale
-        width, hidden, grid = options.width, options.hidden, options.grid
-        encoder: list[nn.Module] = [_conv(3, width)]
-        decoder: list[nn.Module] = [nn.Conv2d(grid, width, 3, 1, 1), nn.GELU(), _conv(width, width)]
-        for _ in range(options.halvings):
-            encoder += [nn.Conv2d(width, width, 4, 2, 1), nn.GELU(), _conv(width, width)]
-            decoder += [nn.Upsample(scale_factor=2), _conv(width, width), _conv(width, width)]
-        self.encoder = nn.Sequential(*encoder, nn.Conv2d(width, grid, 1))
-        self.decoder = nn.Sequential(*decoder, nn.Conv2d(width, 3, 3, 1, 1))
-        # running per-channel mean and standard deviation of the latent grid (what the CVAE models is
-        # the normalized grid; the first training batch sets them)
-        self.register_buffer("grid_mean", torch.zeros(1, grid, 1, 1))
-        self.register_buffer("grid_std", torch.ones(1, grid, 1, 1))
-        self.register_buffer("seen", torch.zeros(()))  # training batches so far
-        # the standard deviation of the autoencoder's residual on the training images (fit_autoencoder):
-        # the pixel noise of p(image | grid), which samples draw when options.pixel_noise
-        self.register_buffer("pixel_noise", torch.zeros(()))
-        # The CVAE's blocks work at size / 4 on a side at most (the grid's side when it is smaller); a
-        # finer grid is reached by doubling, each time at half the channels, with FiLM blocks at each.
-        self.core = min(self.side, options.size // 4)
-        doublings = (self.side // self.core).bit_length() - 1
-        halving = [m for _ in range(doublings + 1) for m in (nn.Conv2d(hidden, hidden, 3, 2, 1), nn.GELU())]
-        self.down = nn.Sequential(nn.Conv2d(grid, hidden, 3, 1, 1), nn.GELU(), *halving, nn.Flatten())
-        self.posterior = nn.Linear(hidden * (self.core // 2) ** 2 + dim, 2 * options.latent)
-        self.expand = nn.Linear(options.latent + dim, hidden * self.core**2)
-        self.place = nn.Parameter(torch.randn(1, hidden, self.core, self.core) * 0.1)  # one per cell
-        self.blocks = nn.ModuleList(_FiLMResidual(hidden, dim) for _ in range(options.blocks))
-        self.finer = nn.ModuleList(_Finer(hidden // 2**i, self.core * 2**i, dim) for i in range(doublings))
-        self.out = nn.Conv2d(hidden // 2**doublings, grid, 3, 1, 1)
-        self.log_scale = nn.Parameter(torch.tensor(0.0))  # of the normalized grid's Gaussian, learned
-
-    def decode(self, z: Tensor, condition: Tensor) -> Tensor:
-        """The normalized latent grid (B, grid, side, side) from the code and the condition."""
-        core = self.core
-        hidden = self.expand(torch.cat([z, condition], dim=1)).reshape(len(z), -1, core, core) + self.place
-        for block in self.blocks:
-            hidden = block(hidden, condition)
-        for stage in self.finer:
-            hidden = stage(hidden, condition)
-        return self.out(F.gelu(hidden))  # type: ignore[no-any-return]
-
-    @property
-    def learning_to_draw(self) -> bool:
-        """Whether the autoencoder learns in this training step: always with `autoencoder_steps` 0;
-        otherwise until it has had that many batches (fit_autoencoder gives them all at once)."""
-        limit = self.options.autoencoder_steps
-        return self.training and (limit == 0 or float(self.seen) < limit)
-
-    def _normalized(self, grid: Tensor) -> Tensor:
-        """The grid over its statistics, which a training batch moves (momentum 0.02) while the
-        autoencoder learns."""
-        if self.learning_to_draw:
-            mean, std = grid.mean((0, 2, 3), keepdim=True), grid.std((0, 2, 3), keepdim=True) + 1e-4
-            share = 1.0 if float(self.seen) == 0 else 0.02
-            self.grid_mean.lerp_(mean, share)
-            self.grid_std.lerp_(std, share)
-        if self.training:
-            self.seen.add_(1)
-        return (grid - self.grid_mean) / self.grid_std
-
-    def autoencoder_loss(self, images: Tensor, grid: Tensor | None = None) -> Tensor:
-        """L1 of the reconstruction and of its right and below differences (sharp edges); `grid`: the
-        images' latent grid when already encoded."""
-        grid = self.encoder(images) if grid is None else grid
-        error = self.decoder(grid).float().sigmoid() - images
-        return error.abs().mean() + error.diff(dim=-1).abs().mean() + error.diff(dim=-2).abs().mean()
-
-    def fit_autoencoder(
-        self,
-        passes: Callable[[], Iterable[Tensor]],
-        device: torch.device | str = "cpu",
-        say: Callable[[str], None] | None = None,
-    ) -> float:
-        """The first stage: the autoencoder alone for `autoencoder_steps` batches of `autoencoder_batch`
-        images (Adam, a one-cycle schedule peaking at `autoencoder_lr`), then the per-channel mean and standard deviation of its
-        grid over one pass of the images; it is frozen after. `passes()` gives one pass over the training
-        images (batches of (B, 3, size, size) in [0, 1]). Returns the last batches' mean loss."""
-        steps, lr = self.options.autoencoder_steps, self.options.autoencoder_lr
-        parts = nn.ModuleList([self.encoder, self.decoder])
-        home = self.grid_mean.device
-        parts.to(device).train()
-        optimizer = torch.optim.Adam(parts.parameters(), lr=lr)
-        warmup = max(0.05, 2 / steps)  # (OneCycleLR needs two steps of warmup)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=warmup)
-        started, recent = time.perf_counter(), list[float]()
-        chunks = (
-            part for images in _forever(passes) for part in images.split(self.options.autoencoder_batch)
-        )
-        for step, images in zip(range(1, steps + 1), chunks, strict=False):
-            loss = self.autoencoder_loss(images.to(device).float())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            if step < steps:
-                schedule.step()
-            recent = [*recent[-49:], float(loss.detach())]
-            if say is not None and (step % max(1, steps // 10) == 0 or step == steps):
-                say(
-                    f"autoencoder {step}/{steps}  loss={sum(recent) / len(recent):.4g}  "
-                    f"({time.perf_counter() - started:.0f} s)"
-                )
-        parts.eval()
-        total = torch.zeros(self.options.grid, dtype=torch.float64)
-        squares, count, residual, pixels = torch.zeros_like(total), 0, 0.0, 0
-        with torch.no_grad():
-            for images in passes():
-                images = images.to(device).float()
-                encoded = self.encoder(images)
-                error = self.decoder(encoded).float().sigmoid() - images
-                residual, pixels = residual + float(error.double().pow(2).sum()), pixels + error.numel()
-                grid = encoded.double().transpose(0, 1).flatten(1).cpu()
-                total, squares, count = (
-                    total + grid.sum(1),
-                    squares + grid.pow(2).sum(1),
-                    count + grid.shape[1],
-                )
-        mean = total / max(count, 1)
-        std = ((squares - count * mean.pow(2)) / max(count - 1, 1)).clamp(min=0).sqrt()
-        parts.to(home)
-        self.grid_mean.copy_(mean.reshape(1, -1, 1, 1).to(self.grid_mean))
-        self.grid_std.copy_((std + 1e-4).reshape(1, -1, 1, 1).to(self.grid_std))
-        self.pixel_noise.fill_((residual / max(pixels, 1)) ** 0.5)
-        self.seen.fill_(max(steps, float(self.seen)))
-        return sum(recent) / max(len(recent), 1)
-
-    def losses(self, images: Tensor, condition: Tensor) -> dict[str, Tensor]:
-        """objective: autoencoder + elbo + anchor; autoencoder: autoencoder_loss (0 in training steps once
-        the autoencoder is frozen); elbo: the CVAE's per grid value (Gaussian negative log-likelihood + beta *
-        KL / values); kl: per image, nats."""
-        drawing = self.learning_to_draw
-        with torch.set_grad_enabled(drawing and torch.is_grad_enabled()):
-            grid = self.encoder(images)
-            if drawing or not self.training:
-                autoencoder = self.autoencoder_loss(images, grid)
-            else:  # frozen: a constant of the objective, not worth a decoder pass per training step
-                autoencoder = grid.new_zeros((), dtype=torch.float32)
-        target = self._normalized(grid.detach().float())
-        stats = self.posterior(torch.cat([self.down(target.to(condition.dtype)), condition], dim=1))
-        mean, log_var = stats.float().chunk(2, dim=1)
-        z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if self.training else mean
-        kl = (0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1)).mean()
-        reconstruction = gaussian_nll(
-            self.decode(z.to(condition.dtype), condition).float(), target, self.log_scale
-        )
-        elbo = reconstruction + self.options.beta * kl / target[0].numel()
-        central = self.decode(torch.zeros_like(z).to(condition.dtype), condition).float()
-        anchor = gaussian_nll(central, target, self.log_scale)
-        objective = autoencoder + elbo + self.options.anchor * anchor
-        return {"loss": objective, "objective": objective, "autoencoder": autoencoder, "elbo": elbo, "kl": kl}
-
-    @torch.no_grad()
-    def sample(
-        self, condition: Tensor, generator: torch.Generator | None = None, temperature: float = 1.0
-    ) -> Tensor:
-        """One image per condition row: (B, 3, size, size) in [0, 1]; z ~ N(0, temperature² I)."""
-        z = torch.randn(len(condition), self.options.latent, generator=generator).to(condition) * temperature
-        grid = self.decode(z, condition).float() * self.grid_std + self.grid_mean
-        images = self.decoder(grid.to(condition.dtype)).float().sigmoid()
-        if self.options.pixel_noise and float(self.pixel_noise) > 0:
-            noise = torch.randn(images.shape, generator=generator).to(images)
-            images = (images + float(self.pixel_noise) * noise).clamp(0, 1)
-        return images  # type: ignore[no-any-return]
-
-    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:  # type: ignore[override]
-        """Runs saved before pixel_noise existed draw the decoded mean, as they did."""
-        state_dict.setdefault(prefix + "pixel_noise", torch.zeros(()))
-        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 class Diffusion(nn.Module):
@@ -402,60 +200,12 @@ class _Up(nn.Module):
     def __init__(self, width: int, following: int, dim: int) -> None:
         super().__init__()
         self.conv = nn.ConvTranspose2d(width, following, 4, 2, 1)
-        self.norm = _norm(following)
+        self.norm = group_norm(following)
         self.film = nn.Linear(dim, 2 * following)
 
     def forward(self, hidden: Tensor, condition: Tensor) -> Tensor:
         scale, shift = self.film(condition)[..., None, None].chunk(2, dim=1)
         return F.gelu(self.norm(self.conv(hidden)) * (1 + scale) + shift)
-
-
-class _FiLMResidual(nn.Module):
-    """A residual block on a grid: GELU, 3x3 conv, GroupNorm modulated by the condition (FiLM), GELU,
-    3x3 conv."""
-
-    def __init__(self, width: int, dim: int) -> None:
-        super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(width, width, 3, 1, 1), nn.Conv2d(width, width, 3, 1, 1)
-        self.norm = _norm(width)
-        self.film = nn.Linear(dim, 2 * width)
-
-    def forward(self, hidden: Tensor, condition: Tensor) -> Tensor:
-        scale, shift = self.film(condition)[..., None, None].chunk(2, dim=1)
-        inner = F.gelu(self.norm(self.conv1(F.gelu(hidden))) * (1 + scale) + shift)
-        return hidden + self.conv2(inner)  # type: ignore[no-any-return]
-
-
-class _Finer(nn.Module):
-    """Doubles the CVAE's hidden map at half its channels (`width` → width / 2, side → 2 side), adds a
-    learned embedding per cell, then two FiLM residual blocks."""
-
-    def __init__(self, width: int, side: int, dim: int) -> None:
-        super().__init__()
-        self.narrow = nn.Conv2d(width, width // 2, 1)
-        self.place = nn.Parameter(torch.randn(1, width // 2, 2 * side, 2 * side) * 0.1)
-        self.blocks = nn.ModuleList(_FiLMResidual(width // 2, dim) for _ in range(2))
-
-    def forward(self, hidden: Tensor, condition: Tensor) -> Tensor:
-        hidden = F.interpolate(self.narrow(F.gelu(hidden)), scale_factor=2.0) + self.place
-        for block in self.blocks:
-            hidden = block(hidden, condition)
-        return hidden
-
-
-def _forever(passes: Callable[[], Iterable[Tensor]]) -> Iterator[Tensor]:
-    """Pass after pass over the training images (none when a pass is empty)."""
-    while True:
-        empty = True
-        for images in passes():
-            empty = False
-            yield images
-        if empty:
-            return
-
-
-def _conv(i: int, o: int) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(i, o, 3, 1, 1), _norm(o), nn.GELU())
 
 
 def gaussian_nll(decoded: Tensor, target: Tensor, log_scale: Tensor) -> Tensor:
@@ -466,7 +216,7 @@ def gaussian_nll(decoded: Tensor, target: Tensor, log_scale: Tensor) -> Tensor:
     return (0.5 * (decoded - target).pow(2) / (2 * log_scale).exp() + log_scale).mean()
 
 
-def _norm(channels: int) -> nn.Module:
+def group_norm(channels: int) -> nn.Module:
     """GroupNorm: the same in training and sampling, whatever the batch (BatchNorm's running statistics
     made sampled images differ from trained ones)."""
     return nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
@@ -476,6 +226,8 @@ def build_generator(
     options: CVAEOptions | LatentCVAEOptions | DiffusionOptions | None, dim: int
 ) -> nn.Module:
     if isinstance(options, LatentCVAEOptions):
+        from mumo.latent_cvae import LatentCVAE  # (it builds on this module's parts)
+
         return LatentCVAE(options, dim)
     if isinstance(options, DiffusionOptions):
         try:
@@ -487,4 +239,4 @@ def build_generator(
     return CVAE(options or CVAEOptions(), dim)
 
 
-__all__ = ["CVAE", "Diffusion", "LatentCVAE", "build_generator"]
+__all__ = ["CVAE", "Diffusion", "build_generator", "gaussian_nll", "group_norm"]

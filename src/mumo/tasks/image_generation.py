@@ -27,7 +27,8 @@ from mumo.data.prepare import Split
 from mumo.data.table import Table
 from mumo.data.targets import ImageTarget, TargetProcessor
 from mumo.errors import ConfigError, MumoError
-from mumo.generators import LatentCVAE, build_generator
+from mumo.generators import build_generator
+from mumo.latent_cvae import LatentCVAE
 from mumo.network import FusedNetwork, MultimodalNetwork, build_body
 from mumo.report import figure, image_html, note
 from mumo.tasks.base import TASKS, Direction, Evaluated, ReportSection, Task
