@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
+from mumo.cli_predict import input_row
 from mumo.errors import MumoError
 
 
@@ -43,14 +43,7 @@ def run(args: argparse.Namespace) -> int:
     model = mumo.load(args.run_dir)
     if args.temperature is not None:
         model = model.with_task_options({"temperature": args.temperature})
-    base: dict[str, Any] = {}
-    for item in args.input:
-        key, sep, value = item.partition("=")
-        if not sep or key not in model.inputs:
-            raise MumoError(
-                f"--input {item!r}: expected COLUMN=VALUE with a column of {', '.join(model.inputs)}"
-            )
-        base[key] = value
+    base = input_row(args.input, model.inputs)
     rows = [dict(base)] if not args.text else []
     if args.text:
         texts = [c for c, kind in model.inputs.items() if kind == "text"]

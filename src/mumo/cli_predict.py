@@ -61,17 +61,7 @@ def predict_run(args: argparse.Namespace) -> int:
     if args.zero_shot or args.labels:
         return _zero_shot(model, args)
     if args.input:
-        row: dict[str, Any] = {}
-        for item in args.input:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise MumoError(f"--input {item!r}: expected COLUMN=VALUE")
-            if key not in model.inputs:
-                raise MumoError(
-                    f"--input {key!r}: not an input of this model; inputs: {', '.join(model.inputs)}"
-                )
-            row[key] = value
-        print(json.dumps(model.predict([row], on_error=args.on_error)[0]))
+        print(json.dumps(model.predict([input_row(args.input, model.inputs)], on_error=args.on_error)[0]))
         return 0
     table = read_table(args.data)
     results = model.predict(table.frame, base_dir=table.base_dir, on_error=args.on_error)
@@ -83,6 +73,20 @@ def predict_run(args: argparse.Namespace) -> int:
     _write_table(out, model.flatten(results))
     print(f"{len(results)} predictions → {out}", file=sys.stderr)
     return 0
+
+
+def input_row(items: list[str], inputs: dict[str, str]) -> dict[str, Any]:
+    """One row from `--input COL=VALUE ...` (predict, generate): one line naming a malformed item or a
+    column that is not an input."""
+    row: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise MumoError(f"--input {item!r}: expected COLUMN=VALUE")
+        if key not in inputs:
+            raise MumoError(f"--input {key!r}: not an input of this model; inputs: {', '.join(inputs)}")
+        row[key] = value
+    return row
 
 
 def _zero_shot(model: Any, args: argparse.Namespace) -> int:

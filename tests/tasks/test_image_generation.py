@@ -85,6 +85,22 @@ def test_generate_command_writes_pngs_reloaded_in_a_fresh_process(draw_run: Any,
     assert main(args) == 2  # never overwrites what is there
 
 
+@pytest.mark.parametrize(
+    ("item", "said"),
+    [
+        ("caption", "--input 'caption': expected COLUMN=VALUE"),
+        ("colour=red", "--input 'colour': not an input of this model; inputs: caption"),
+    ],
+)
+def test_generate_names_a_bad_input_as_predict_does(
+    draw_run: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], item: str, said: str
+) -> None:
+    for command in (["generate", "--out", str(tmp_path / "pngs")], ["predict"]):
+        assert main([command[0], str(draw_run.path), *command[1:], "--input", item]) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].endswith(said)
+    assert not (tmp_path / "pngs").exists()
+
+
 def test_generate_refuses_a_run_that_draws_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
