@@ -40,6 +40,12 @@ from mumo.data.shapes_tasks import HELD_OUT_COMBOS
 
 GOAL_CORRECT, GOAL_DIVERSITY = 0.95, 0.9
 JUDGE_BLUR = 0.8  # pixels (Gaussian radius) of soften()
+JUDGE_ROWS = 3000  # the judges learn builtin:shapes-draw's 3000 rows (seed 0), whatever size a run trains on
+
+
+def judge_folder() -> Path:
+    """The folder of the data the judges learn from (one judge for every --n-rows)."""
+    return materialize("shapes-draw", JUDGE_ROWS, 0)["train"].parent
 
 
 def judges(folder: Path, work: Path) -> dict[str, Any]:
@@ -226,7 +232,7 @@ def run(
         trained_run = str(trained.path)
     model = mumo.load(trained_run)
     result["generator"] = model.config.model.generator.model_dump() if model.config.model.generator else None
-    result.update(score(model, paths, judges(paths["train"].parent, judge_dir), n, work, seed))
+    result.update(score(model, paths, judges(judge_folder(), judge_dir), n, work, seed))
     result["met"] = result["held_out_pairs"]["both"] >= GOAL_CORRECT and result["diversity"] >= GOAL_DIVERSITY
     return result
 

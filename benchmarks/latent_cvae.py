@@ -35,7 +35,15 @@ from PIL import Image
 from torch import Tensor, nn
 
 from benchmarks.common import save
-from benchmarks.image_generation import GOAL_CORRECT, GOAL_DIVERSITY, classify, judges, report, score
+from benchmarks.image_generation import (
+    GOAL_CORRECT,
+    GOAL_DIVERSITY,
+    classify,
+    judge_folder,
+    judges,
+    report,
+    score,
+)
 from mumo.data.builtin import materialize
 
 LATENT, WIDTH = 4, 48  # autoencoder: channels of the 8x8 latent, of its conv stages
@@ -149,16 +157,17 @@ class LatentCVAE(nn.Module):
         log_scale = self.log_scale.clamp(min=-5)
         return (0.5 * (decoded - latent).pow(2) / (2 * log_scale).exp() + log_scale).mean()
 
-    def loss(self, latent: Tensor, ids: Tensor) -> Tensor:
+    def loss(self, latent: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """The negative ELBO per latent value (plus the anchor term), and the posterior's reconstruction."""
         condition = self.condition(ids)
         mean, log_var = self.posterior(torch.cat([self.down(latent), condition], 1)).chunk(2, 1)
         z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if self.training else mean
         kl = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1).mean()
         anchor = self.nll(self.decode(torch.zeros_like(z), condition), latent)
+        decoded = self.decode(z, condition)
         return (
-            self.nll(self.decode(z, condition), latent)
-            + self.beta * kl / latent[0].numel()
-            + self.anchor * anchor
+            self.nll(decoded, latent) + self.beta * kl / latent[0].numel() + self.anchor * anchor,
+            decoded,
         )
 
 
@@ -219,11 +228,10 @@ def run(options: argparse.Namespace, judge_dir: Path, work: Path) -> dict[str, A
     """Train the autoencoder (or reuse it), judge its test reconstructions, then (unless --ae-only) train
     the CVAE on its latent and judge samples."""
     torch.manual_seed(options.seed)
-    paths = materialize("shapes-draw", 3000, 0)
+    paths = materialize("shapes-draw", options.rows, 0)
     folder = paths["train"].parent
     train, test = pd.read_csv(paths["train"]), pd.read_csv(paths["test"])
     x_train, x_test = _images(folder, train), _images(folder, test)
-    judge = judges(folder, judge_dir)
     result: dict[str, Any] = {
         k: v for k, v in vars(options).items() if k not in ("judges", "json", "keep_autoencoder")
     }
@@ -239,9 +247,11 @@ def run(options: argparse.Namespace, judge_dir: Path, work: Path) -> dict[str, A
     else:
         _train(ae, lambda: sharp_loss(ae(batch := x_train[torch.randint(0, len(x_train), (32,))]), batch),
                options.ae_steps, options.ae_lr, "autoencoder")  # fmt: skip
-        if saved is not None:
-            torch.save(ae.state_dict(), saved)
+        if saved is not None:  # whole or not at all: another run may be waiting for it
+            torch.save(ae.state_dict(), saved.with_suffix(".part"))
+            saved.with_suffix(".part").replace(saved)
     result["ae_seconds"] = round(time.time() - started, 1)
+    judge = judges(judge_folder(), judge_dir)
     attributes = pd.read_csv(folder / "attributes.csv")
     wanted = attributes[attributes["split"] == "test"].reset_index(drop=True)
     with torch.no_grad():
@@ -266,13 +276,20 @@ def run(options: argparse.Namespace, judge_dir: Path, work: Path) -> dict[str, A
     cvae = LatentCVAE(len(captions.vocab) + 2, options.beta, options.text, options.anchor, options.grid)
     cvae.train()
 
+    ae.requires_grad_(False)
+
     def cvae_loss() -> Tensor:
         rows = torch.randint(0, len(normed), (64,))
         hidden = (torch.rand(len(rows), WORDS) < options.word_dropout) & (ids[rows] > 1)
-        return cvae.loss(normed[rows], ids[rows].masked_fill(hidden, 1))
+        loss, decoded = cvae.loss(normed[rows], ids[rows].masked_fill(hidden, 1))
+        if options.pixel_loss:  # the posterior's reconstruction drawn by the frozen decoder, on 16 rows
+            drawn = ae.decode(decoded[:16] * std + mean).sigmoid()
+            loss = loss + options.pixel_loss * sharp_loss(drawn, x_train[rows[:16]])
+        return loss
 
     started = time.time()
     name = f"g{options.grid}-s{options.seed}-b{options.beta}-w{options.word_dropout}-{options.cvae_steps}"
+    name += f"-r{options.rows}-p{options.pixel_loss}"
     kept = Path(f"{keep}-cvae-{name}.pt") if keep else None
     if kept is not None and kept.is_file():  # the same settings: the same CVAE, reused (to score again)
         cvae.load_state_dict(torch.load(kept))
@@ -283,6 +300,15 @@ def run(options: argparse.Namespace, judge_dir: Path, work: Path) -> dict[str, A
         if kept is not None:
             torch.save(cvae.state_dict(), kept)
     result["cvae_seconds"] = round(time.time() - started, 1)
+    with torch.no_grad():  # the CVAE given each test image's own code (posterior mean): its drawing alone
+        test_latents = (ae.encode(x_test) - mean) / std
+        _, decoded = cvae.loss(test_latents, captions.ids(test["caption"].tolist()))
+        posterior = _pil(ae.decode(decoded * std + mean).sigmoid())
+    result["posterior_judged"] = {
+        a: float(np.mean(np.array(classify(judge[a], posterior, work / "post")) == wanted[a].to_numpy()))
+        for a in ("color", "shape")
+    }
+    print("posterior reconstructions judged", result["posterior_judged"], flush=True)
     result["train_seconds"] = result["ae_seconds"] + result["cvae_seconds"]
     (work / "score").mkdir(exist_ok=True)
     for i, temperature in enumerate(options.temperatures):
@@ -300,6 +326,12 @@ def run(options: argparse.Namespace, judge_dir: Path, work: Path) -> dict[str, A
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rows", type=int, default=3000, help="rows of builtin:shapes-draw (the judges: 3000)"
+    )
+    parser.add_argument(
+        "--pixel-loss", type=float, default=0.0, help="weight of L1 + gradients on the decoded image"
+    )
     parser.add_argument("--ae-steps", type=int, default=3000)
     parser.add_argument("--ae-lr", type=float, default=1e-3)
     parser.add_argument("--grid", type=int, choices=[8, 16], default=8, help="side of the latent grid")
