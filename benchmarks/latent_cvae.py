@@ -214,11 +214,27 @@ class Drawer:
     ) -> None:
         self.ae, self.cvae, self.captions = ae, cvae, captions
         self.mean, self.std, self.temperature = mean, std, temperature
+        self.codes: tuple[Tensor, Tensor] | None = None  # (mean, log variance) of training posteriors
+
+    def aggregate(self, latents: Tensor, ids: Tensor) -> Drawer:
+        """Draw each code from the posterior of a random training image (the aggregate posterior, a
+        mixture of the training images' Gaussians) instead of N(0, I)."""
+        with torch.no_grad():
+            stats = [
+                self.cvae.posterior(torch.cat([self.cvae.down(x), self.cvae.condition(i)], 1))
+                for x, i in zip(latents.split(256), ids.split(256), strict=True)
+            ]
+        self.codes = torch.cat(stats).chunk(2, 1)  # type: ignore[assignment]
+        return self
 
     @torch.no_grad()
     def generate(self, rows: list[dict[str, Any]], n: int = 1, seed: int = 0) -> list[list[Image.Image]]:
         ids = self.captions.ids([row["caption"] for row in rows for _ in range(n)])
-        z = torch.randn(len(ids), CODE, generator=torch.Generator().manual_seed(seed)) * self.temperature
+        draw = torch.Generator().manual_seed(seed)
+        z = torch.randn(len(ids), CODE, generator=draw) * self.temperature
+        if self.codes is not None:
+            picked = torch.randint(0, len(self.codes[0]), (len(ids),), generator=draw)
+            z = self.codes[0][picked] + z * (0.5 * self.codes[1][picked]).exp()
         latent = self.cvae.decode(z, self.cvae.condition(ids)) * self.std + self.mean
         images = _pil(self.ae.decode(latent).sigmoid())
         return [images[i * n : (i + 1) * n] for i in range(len(rows))]
@@ -312,7 +328,10 @@ def run(options: argparse.Namespace, judge_dir: Path, work: Path) -> dict[str, A
     result["train_seconds"] = result["ae_seconds"] + result["cvae_seconds"]
     (work / "score").mkdir(exist_ok=True)
     for i, temperature in enumerate(options.temperatures):
-        scored = score(Drawer(ae, cvae, captions, mean, std, temperature), paths, judge, 4, work / "score")
+        drawer = Drawer(ae, cvae, captions, mean, std, temperature)
+        if options.prior == "aggregate":
+            drawer.aggregate(normed, ids)
+        scored = score(drawer, paths, judge, 4, work / "score")
         if i == 0:
             result.update(scored)
         result.setdefault("by_temperature", {})[temperature] = {
@@ -343,6 +362,12 @@ def main() -> int:
         type=lambda text: [float(t) for t in text.split(",")],
         default=[1.0],
         help="comma-separated scales of the code's samples, each scored (the first is the result)",
+    )
+    parser.add_argument(
+        "--prior",
+        choices=["standard", "aggregate"],
+        default="standard",
+        help="samples' codes: N(0, I), or the posterior of a random training image",
     )
     parser.add_argument("--beta", type=float, default=1.0)
     parser.add_argument("--anchor", type=float, default=0.5, help="weight of the reconstruction from z = 0")

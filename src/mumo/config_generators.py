@@ -102,6 +102,13 @@ class LatentCVAEOptions(Section):
         description="Samples are drawn from p(image | grid): the decoded image plus Gaussian pixel noise "
         "of the autoencoder's residual spread on the training images (false: the decoded image itself).",
     )
+    prior: Literal["aggregate", "standard"] = Field(
+        "aggregate",
+        description="Where samples draw the code from: aggregate = the posterior of a random one of the "
+        "last 4096 training images (their Gaussians, kept with the model; the code of a picture that was "
+        "drawn); standard = N(0, I), where codes no training image had land between them "
+        "(benchmarks.latent_cvae, the same CVAE: held-out pairs drawn right 0.88 vs 0.75, FID 0.20 vs 0.58).",
+    )
 
     @model_validator(mode="before")
     @classmethod

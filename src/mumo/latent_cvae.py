@@ -28,8 +28,12 @@ from mumo.config_model import LatentCVAEOptions
 from mumo.errors import ConfigError
 from mumo.generators import gaussian_nll, group_norm
 
+CODES = 4096  # training images' posteriors kept for prior aggregate
+
 
 class LatentCVAE(nn.Module):
+    codes: Tensor
+    written: Tensor
     grid_mean: Tensor
     grid_std: Tensor
     seen: Tensor
@@ -64,6 +68,10 @@ class LatentCVAE(nn.Module):
         # the standard deviation of the autoencoder's residual on the training images (fit_autoencoder):
         # the pixel noise of p(image | grid), which samples draw when options.pixel_noise
         self.register_buffer("pixel_noise", torch.zeros(()))
+        # prior aggregate: the posterior (mean, log variance) of the last CODES training images, written
+        # as training sees them (a ring), and how many were written; samples draw a code from one of them
+        self.register_buffer("codes", torch.zeros(CODES, 2 * options.latent))
+        self.register_buffer("written", torch.zeros((), dtype=torch.long))
         # The CVAE's blocks work at size / 4 on a side at most (the grid's side when it is smaller); a
         # finer grid is reached by doubling, each time at half the channels, with FiLM blocks at each.
         self.core = min(self.side, options.size // 4)
@@ -186,6 +194,8 @@ class LatentCVAE(nn.Module):
         target = self._normalized(grid.detach().float())
         stats = self.posterior(torch.cat([self.down(target.to(condition.dtype)), condition], dim=1))
         mean, log_var = stats.float().chunk(2, dim=1)
+        if self.training:
+            self.remember(mean.detach(), log_var.detach())
         z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if self.training else mean
         kl = (0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1)).mean()
         reconstruction = gaussian_nll(
@@ -198,11 +208,25 @@ class LatentCVAE(nn.Module):
         return {"loss": objective, "objective": objective, "autoencoder": autoencoder, "elbo": elbo, "kl": kl}
 
     @torch.no_grad()
+    def remember(self, mean: Tensor, log_var: Tensor) -> None:
+        """Write training images' posteriors into the ring of codes (prior aggregate)."""
+        at = (int(self.written) + torch.arange(len(mean), device=self.codes.device)) % len(self.codes)
+        self.codes[at] = torch.cat([mean, log_var], dim=1).to(self.codes)
+        self.written.add_(len(mean))
+
+    @torch.no_grad()
     def sample(
         self, condition: Tensor, generator: torch.Generator | None = None, temperature: float = 1.0
     ) -> Tensor:
-        """One image per condition row: (B, 3, size, size) in [0, 1]; z ~ N(0, temperature² I)."""
+        """One image per condition row: (B, 3, size, size) in [0, 1]. The code: prior aggregate (once
+        training has written codes): from the posterior of a random remembered training image, its
+        spread scaled by the temperature; else z ~ N(0, temperature² I)."""
         z = torch.randn(len(condition), self.options.latent, generator=generator).to(condition) * temperature
+        kept = min(int(self.written), len(self.codes))
+        if self.options.prior == "aggregate" and kept > 0:
+            picked = torch.randint(0, kept, (len(condition),), generator=generator).to(self.codes.device)
+            mean, log_var = self.codes[picked].to(z).chunk(2, dim=1)
+            z = mean + z * (0.5 * log_var).exp()
         grid = self.decode(z, condition).float() * self.grid_std + self.grid_mean
         images = self.decoder(grid.to(condition.dtype)).float().sigmoid()
         if self.options.pixel_noise and float(self.pixel_noise) > 0:
@@ -211,8 +235,11 @@ class LatentCVAE(nn.Module):
         return images  # type: ignore[no-any-return]
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:  # type: ignore[override]
-        """Runs saved before pixel_noise existed draw the decoded mean, as they did."""
+        """Runs saved before pixel_noise existed draw the decoded mean, as they did; before the ring of
+        codes, from N(0, I), as they did."""
         state_dict.setdefault(prefix + "pixel_noise", torch.zeros(()))
+        state_dict.setdefault(prefix + "codes", torch.zeros_like(self.codes))
+        state_dict.setdefault(prefix + "written", torch.zeros((), dtype=torch.long))
         super()._load_from_state_dict(state_dict, prefix, *args)
 
 

@@ -259,14 +259,35 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it(halvings: i
     now = [*generator.encoder.parameters(), generator.grid_mean]  # type: ignore[union-attr]
     assert all(torch.equal(a, b) for a, b in zip(frozen, now, strict=True))
     assert float(generator.seen) == 550  # type: ignore[arg-type]
+    assert int(generator.written) == 300 * 32  # each training batch's posteriors went into the ring
     generator.eval()
+    with torch.no_grad():
+        generator.losses(data[:32], requests[:32])  # type: ignore[operator]
+    assert int(generator.written) == 300 * 32  # evaluation writes none
     requests = torch.eye(2).repeat_interleave(50, dim=0)
-    images = generator.sample(requests, torch.Generator().manual_seed(0))  # type: ignore[operator]
-    assert images.shape == (100, 3, 16, 16) and 0 <= float(images.min()) and float(images.max()) <= 1
-    top_left, bottom_right = images[..., 2:7, 2:7].mean((1, 2, 3)), images[..., 9:14, 9:14].mean((1, 2, 3))
-    assert float((top_left - bottom_right)[:50].min()) > 0.3  # every sample of request 0
-    assert float((bottom_right - top_left)[50:].min()) > 0.3
-    assert torch.equal(images, generator.sample(requests, torch.Generator().manual_seed(0)))  # type: ignore[operator]
+    for prior in ("aggregate", "standard"):  # a code from a remembered training image's posterior, or N(0, I)
+        generator.options = options.model_copy(update={"prior": prior})
+        images = generator.sample(requests, torch.Generator().manual_seed(0))  # type: ignore[operator]
+        assert images.shape == (100, 3, 16, 16) and 0 <= float(images.min()) and float(images.max()) <= 1
+        top_left = images[..., 2:7, 2:7].mean((1, 2, 3))
+        bottom_right = images[..., 9:14, 9:14].mean((1, 2, 3))
+        assert float((top_left - bottom_right)[:50].min()) > 0.3, prior  # every sample of request 0
+        assert float((bottom_right - top_left)[50:].min()) > 0.3, prior
+        assert torch.equal(images, generator.sample(requests, torch.Generator().manual_seed(0)))  # type: ignore[operator]
+    draw = torch.Generator().manual_seed(0)
+    z = torch.randn(100, 4, generator=draw)
+    picked = torch.randint(0, len(generator.codes), (100,), generator=draw)  # type: ignore[arg-type]
+    code, log_var = generator.codes[picked].chunk(2, dim=1)  # type: ignore[index]
+    generator.options = options.model_copy(update={"pixel_noise": False})  # prior aggregate, the default
+    grid = (
+        generator.decode(code + z * (0.5 * log_var).exp(), requests) * generator.grid_std
+        + generator.grid_mean
+    )  # type: ignore[operator]
+    assert torch.allclose(
+        generator.sample(requests, torch.Generator().manual_seed(0)),  # type: ignore[operator]
+        generator.decoder(grid).sigmoid(),  # type: ignore[operator]
+    )
+    generator.options = options.model_copy(update={"prior": "standard"})
     # a sample is the decoded grid plus pixel noise of the autoencoder's residual spread (training images)
     with torch.no_grad():
         residual = generator.decoder(generator.encoder(data)).sigmoid() - data  # type: ignore[operator]
@@ -277,12 +298,19 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it(halvings: i
     mean = generator.decoder(grid).sigmoid()  # type: ignore[operator]
     noise = torch.randn(mean.shape, generator=draw) * generator.pixel_noise
     assert torch.allclose(images, (mean + noise).clamp(0, 1))
-    generator.options = options.model_copy(update={"pixel_noise": False})
+    generator.options = options.model_copy(update={"pixel_noise": False, "prior": "standard"})
     assert torch.allclose(generator.sample(requests, torch.Generator().manual_seed(0)), mean)  # type: ignore[operator]
     older = {k: v for k, v in generator.state_dict().items() if k != "pixel_noise"}  # saved before it
     again = build_generator(options, 2)
     again.load_state_dict(older)
     assert float(again.pixel_noise) == 0  # type: ignore[arg-type]
+    # saved before the ring of codes: prior aggregate (the default) draws from N(0, I), as the run did
+    older = {k: v for k, v in generator.state_dict().items() if k not in ("codes", "written")}
+    again = build_generator(options.model_copy(update={"pixel_noise": False}), 2)
+    again.load_state_dict(older)
+    again.eval()
+    assert int(again.written) == 0  # type: ignore[arg-type]
+    assert torch.allclose(again.sample(requests, torch.Generator().manual_seed(0)), mean)  # type: ignore[operator]
     with pytest.raises(ConfigError, match=r"^model.generator: size \(12\), width \(16\) and hidden"):
         build_generator(LatentCVAEOptions(size=12, width=16, hidden=16), 2)
     with pytest.raises(
@@ -323,6 +351,8 @@ def test_a_latent_cvae_run_draws_the_same_in_a_fresh_process(tmp_path: Path) -> 
     assert {"objective", "autoencoder", "elbo", "kl", "spread"} <= set(run.metrics["test"])
     caption = run.model.config.model.encoders["caption"]
     assert (caption.type, caption.dropout) == ("bow", 0.0)  # the default text encoder here: every word kept
+    fusion = run.model.config.model.fusion
+    assert fusion is not None and (fusion.type, fusion.dropout) == ("concat", 0.0)  # nor features hidden
     # the autoencoder's own stage ran before the loop (which alone has fewer than 20 batches here)
     import torch
 
