@@ -9,12 +9,18 @@ learns that latent from a bag of caption words: FiLM-modulated 3x3 residual bloc
 then doubled at half the channels, two more blocks), Gaussian latent with one learned scale, the same
 anchor term as mumo's CVAE (a reconstruction from z = 0), KL weighted by --beta, every caption word kept
 (hidden words teach the code what they said, and samples then draw it at random). Samples: z ~ N(0,
-temperature² I) → latent → the frozen autoencoder's decoder, scored at each of --temperatures by
-benchmarks.image_generation's judges. mumo's port is model.generator.type: latent_cvae (BENCHMARKS.md).
+temperature² I) (--prior standard) or from the posterior of a random training image, its spread scaled
+by the temperature (--prior aggregate) → latent → the frozen autoencoder's decoder, scored at each of
+--temperatures by benchmarks.image_generation's judges, after the CVAE's own posterior reconstructions
+of the test images (what it draws given the right code). --rows trains on more of builtin:shapes-draw
+(the judges always learn the 3000-row data); --pixel-loss adds L1 + gradients of the posterior's
+reconstruction drawn by the frozen decoder (16 rows a step). mumo's port is model.generator.type:
+latent_cvae (BENCHMARKS.md).
 
-Usage: python -m benchmarks.latent_cvae [--grid 8|16] [--seed 0] [--ae-steps 3000] [--ae-only]
-       [--cvae-steps 3000] [--beta 1] [--word-dropout 0] [--text mlp|linear] [--anchor 0.5]
-       [--temperatures 1,0.8] [--keep-autoencoder PREFIX] [--judges DIR] [--json F]
+Usage: python -m benchmarks.latent_cvae [--grid 8|16] [--seed 0] [--rows 3000] [--ae-steps 3000]
+       [--ae-only] [--cvae-steps 3000] [--beta 1] [--word-dropout 0] [--text mlp|linear] [--anchor 0.5]
+       [--pixel-loss 0] [--prior standard|aggregate] [--temperatures 1,0.8]
+       [--keep-autoencoder PREFIX (the autoencoder and the CVAE, saved or reused)] [--judges DIR] [--json F]
        (grid 16 on one thread: about 10 min of autoencoder, 40 min of CVAE)
 """
 
