@@ -163,10 +163,15 @@ class LatentCVAE(nn.Module):
         log_scale = self.log_scale.clamp(min=-5)
         return (0.5 * (decoded - latent).pow(2) / (2 * log_scale).exp() + log_scale).mean()
 
+    def encode(self, latent: Tensor, condition: Tensor) -> tuple[Tensor, Tensor]:
+        """The posterior's mean and log variance."""
+        mean, log_var = self.posterior(torch.cat([self.down(latent), condition], 1)).chunk(2, 1)
+        return mean, log_var
+
     def loss(self, latent: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
         """The negative ELBO per latent value (plus the anchor term), and the posterior's reconstruction."""
         condition = self.condition(ids)
-        mean, log_var = self.posterior(torch.cat([self.down(latent), condition], 1)).chunk(2, 1)
+        mean, log_var = self.encode(latent, condition)
         z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if self.training else mean
         kl = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1).mean()
         anchor = self.nll(self.decode(torch.zeros_like(z), condition), latent)
@@ -227,10 +232,10 @@ class Drawer:
         mixture of the training images' Gaussians) instead of N(0, I)."""
         with torch.no_grad():
             stats = [
-                self.cvae.posterior(torch.cat([self.cvae.down(x), self.cvae.condition(i)], 1))
+                self.cvae.encode(x, self.cvae.condition(i))
                 for x, i in zip(latents.split(256), ids.split(256), strict=True)
             ]
-        self.codes = torch.cat(stats).chunk(2, 1)  # type: ignore[assignment]
+        self.codes = torch.cat([m for m, _ in stats]), torch.cat([v for _, v in stats])
         return self
 
     @torch.no_grad()
@@ -333,10 +338,11 @@ def run(options: argparse.Namespace, judge_dir: Path, work: Path) -> dict[str, A
     print("posterior reconstructions judged", result["posterior_judged"], flush=True)
     result["train_seconds"] = result["ae_seconds"] + result["cvae_seconds"]
     (work / "score").mkdir(exist_ok=True)
+    drawer = Drawer(ae, cvae, captions, mean, std, 1.0)
+    if options.prior == "aggregate":  # the training images' posteriors, once for every temperature
+        drawer.aggregate(normed, ids)
     for i, temperature in enumerate(options.temperatures):
-        drawer = Drawer(ae, cvae, captions, mean, std, temperature)
-        if options.prior == "aggregate":
-            drawer.aggregate(normed, ids)
+        drawer.temperature = temperature
         scored = score(drawer, paths, judge, 4, work / "score")
         if i == 0:
             result.update(scored)
