@@ -59,7 +59,7 @@ _SAVED_BEFORE_HALVINGS = {"size", "grid", "width", "hidden", "latent", "blocks",
 
 
 class LatentCVAEOptions(Section):
-    metrics: ClassVar[tuple[str, ...]] = ("objective", "autoencoder", "elbo", "kl")  # the main one first
+    metrics: ClassVar[tuple[str, ...]] = ("objective", "autoencoder", "elbo", "kl", "match")  # main first
     type: Literal["latent_cvae"] = "latent_cvae"
     size: int = Field(32, ge=8, description="Side of the generated images (a multiple of 8).")
     grid: int = Field(4, ge=1, description="Channels of the autoencoder's latent grid.")
@@ -108,6 +108,23 @@ class LatentCVAEOptions(Section):
         "last 4096 training images (their Gaussians, kept with the model; the code of a picture that was "
         "drawn); standard = N(0, I), where codes no training image had land between them "
         "(benchmarks.latent_cvae, the same CVAE: held-out pairs drawn right 0.88 vs 0.75, FID 0.20 vs 0.58).",
+    )
+
+    neighbours: int = Field(
+        0,
+        ge=0,
+        description="With prior aggregate: draw the code from one of the this many remembered training "
+        "images whose requests are closest to this one (cosine of the fused request), so that it does "
+        "not carry what the request says otherwise (a size, a place); 0 = from any of them.",
+    )
+    rerank: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Candidates drawn for each sample, of which the one a matcher scores closest to the "
+        "request is kept (DALL-E's reranking by CLIP, Ramesh et al. 2021): the matcher, two small towers "
+        "over the latent grid and the fused request trained contrastively beside the CVAE on the training "
+        "pairs, is trained whatever this is; 1 = every sample is the first candidate.",
     )
 
     @model_validator(mode="before")

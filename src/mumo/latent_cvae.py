@@ -16,6 +16,7 @@ right: the CVAE 0.28, this generator: see BENCHMARKS.md).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -29,15 +30,18 @@ from mumo.errors import ConfigError
 from mumo.generators import gaussian_nll, group_norm
 
 CODES = 4096  # training images' posteriors kept for prior aggregate
+MATCH = 128  # width of the matcher's embeddings (rerank)
 
 
 class LatentCVAE(nn.Module):
     codes: Tensor
+    requests: Tensor
     written: Tensor
     grid_mean: Tensor
     grid_std: Tensor
     seen: Tensor
     pixel_noise: Tensor
+    matched: Tensor
 
     def __init__(self, options: LatentCVAEOptions, dim: int) -> None:
         super().__init__()
@@ -71,6 +75,7 @@ class LatentCVAE(nn.Module):
         # prior aggregate: the posterior (mean, log variance) of the last CODES training images, written
         # as training sees them (a ring), and how many were written; samples draw a code from one of them
         self.register_buffer("codes", torch.zeros(CODES, 2 * options.latent))
+        self.register_buffer("requests", torch.zeros(CODES, dim))  # each code's request (neighbours)
         self.register_buffer("written", torch.zeros((), dtype=torch.long))
         # The CVAE's blocks work at size / 4 on a side at most (the grid's side when it is smaller); a
         # finer grid is reached by doubling, each time at half the channels, with FiLM blocks at each.
@@ -85,6 +90,24 @@ class LatentCVAE(nn.Module):
         self.finer = nn.ModuleList(_Finer(hidden // 2**i, self.core * 2**i, dim) for i in range(doublings))
         self.out = nn.Conv2d(hidden // 2**doublings, grid, 3, 1, 1)
         self.log_scale = nn.Parameter(torch.tensor(0.0))  # of the normalized grid's Gaussian, learned
+        # The matcher (rerank): a grid tower (3x3 convs, stride 2 down to 4 on a side at most, so it still
+        # sees where things are) and a request tower, trained contrastively (CLIP's loss, Radford et al.
+        # 2021) on the training pairs beside the CVAE, the request detached so that it leaves the CVAE's
+        # conditioning alone. `matched`: its training steps (0 in runs saved before it: no reranking).
+        side, halvings = self.side, []
+        while side > 4:
+            halvings += [nn.Conv2d(hidden, hidden, 3, 2, 1), nn.GELU()]
+            side = (side + 1) // 2
+        self.match_grid = nn.Sequential(
+            nn.Conv2d(grid, hidden, 3, 1, 1),
+            nn.GELU(),
+            *halvings,
+            nn.Flatten(),
+            nn.Linear(hidden * side**2, MATCH),
+        )
+        self.match_request = nn.Sequential(nn.Linear(dim, MATCH), nn.GELU(), nn.Linear(MATCH, MATCH))
+        self.match_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
+        self.register_buffer("matched", torch.zeros((), dtype=torch.long))
 
     def decode(self, z: Tensor, condition: Tensor) -> Tensor:
         """The normalized latent grid (B, grid, side, side) from the code and the condition."""
@@ -195,7 +218,7 @@ class LatentCVAE(nn.Module):
         stats = self.posterior(torch.cat([self.down(target.to(condition.dtype)), condition], dim=1))
         mean, log_var = stats.float().chunk(2, dim=1)
         if self.training:
-            self.remember(mean.detach(), log_var.detach())
+            self.remember(mean.detach(), log_var.detach(), condition.detach())
         z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if self.training else mean
         kl = (0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).sum(1)).mean()
         reconstruction = gaussian_nll(
@@ -204,14 +227,37 @@ class LatentCVAE(nn.Module):
         elbo = reconstruction + self.options.beta * kl / target[0].numel()
         central = self.decode(torch.zeros_like(z).to(condition.dtype), condition).float()
         anchor = gaussian_nll(central, target, self.log_scale)
-        objective = autoencoder + elbo + self.options.anchor * anchor
-        return {"loss": objective, "objective": objective, "autoencoder": autoencoder, "elbo": elbo, "kl": kl}
+        match = self.match_loss(target.to(condition.dtype), condition.detach()).float()
+        objective = autoencoder + elbo + self.options.anchor * anchor + match
+        return {
+            "loss": objective,
+            "objective": objective,
+            "autoencoder": autoencoder,
+            "elbo": elbo,
+            "kl": kl,
+            "match": match,
+        }
+
+    def match_loss(self, grid: Tensor, condition: Tensor) -> Tensor:
+        """The matcher's symmetric InfoNCE over the batch: each normalized grid against every request,
+        its own the right one (0 for a batch of one)."""
+        if self.training:
+            self.matched.add_(1)
+        grids, requests = self.match(grid, condition)
+        logits = grids @ requests.T * self.match_scale.clamp(max=math.log(100.0)).exp()
+        labels = torch.arange(len(logits), device=logits.device)
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+    def match(self, grid: Tensor, condition: Tensor) -> tuple[Tensor, Tensor]:
+        """Unit embeddings of normalized grids (B, grid, side, side) and of their requests (B, dim)."""
+        return F.normalize(self.match_grid(grid), dim=1), F.normalize(self.match_request(condition), dim=1)
 
     @torch.no_grad()
-    def remember(self, mean: Tensor, log_var: Tensor) -> None:
-        """Write training images' posteriors into the ring of codes (prior aggregate)."""
+    def remember(self, mean: Tensor, log_var: Tensor, condition: Tensor) -> None:
+        """Write training images' posteriors and their requests into the ring of codes (prior aggregate)."""
         at = (int(self.written) + torch.arange(len(mean), device=self.codes.device)) % len(self.codes)
         self.codes[at] = torch.cat([mean, log_var], dim=1).to(self.codes)
+        self.requests[at] = condition.to(self.requests)
         self.written.add_(len(mean))
 
     @torch.no_grad()
@@ -220,14 +266,31 @@ class LatentCVAE(nn.Module):
     ) -> Tensor:
         """One image per condition row: (B, 3, size, size) in [0, 1]. The code: prior aggregate (once
         training has written codes): from the posterior of a random remembered training image, its
-        spread scaled by the temperature; else z ~ N(0, temperature² I)."""
+        spread scaled by the temperature; else z ~ N(0, temperature² I). With rerank k (once the matcher
+        has trained), k candidates per row (rows' candidates together), the one the matcher scores
+        closest to its request kept."""
+        k = self.options.rerank if int(self.matched) > 0 else 1
+        rows, condition = len(condition), condition.repeat_interleave(k, dim=0)
         z = torch.randn(len(condition), self.options.latent, generator=generator).to(condition) * temperature
         kept = min(int(self.written), len(self.codes))
         if self.options.prior == "aggregate" and kept > 0:
-            picked = torch.randint(0, kept, (len(condition),), generator=generator).to(self.codes.device)
+            # (runs saved before the requests were kept draw from any remembered image)
+            near = min(self.options.neighbours, kept) if bool(self.requests[:kept].any()) else 0
+            picked = torch.randint(0, near or kept, (len(condition),), generator=generator).to(
+                self.codes.device
+            )
+            if near:
+                similar = F.normalize(condition.float(), dim=1) @ F.normalize(self.requests[:kept], dim=1).T
+                picked = similar.topk(near, dim=1).indices.gather(1, picked.unsqueeze(1)).squeeze(1)
             mean, log_var = self.codes[picked].to(z).chunk(2, dim=1)
             z = mean + z * (0.5 * log_var).exp()
-        grid = self.decode(z, condition).float() * self.grid_std + self.grid_mean
+        grid = self.decode(z, condition)
+        if k > 1:
+            grids, requests = self.match(grid, condition)
+            best = (grids * requests).sum(1).reshape(rows, k).argmax(1)
+            grid = grid.reshape(rows, k, *grid.shape[1:])[torch.arange(rows, device=grid.device), best]
+            condition = condition[::k]
+        grid = grid.float() * self.grid_std + self.grid_mean
         images = self.decoder(grid.to(condition.dtype)).float().sigmoid()
         if self.options.pixel_noise and float(self.pixel_noise) > 0:
             noise = torch.randn(images.shape, generator=generator).to(images)
@@ -236,9 +299,16 @@ class LatentCVAE(nn.Module):
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:  # type: ignore[override]
         """Runs saved before pixel_noise existed draw the decoded mean, as they did; before the ring of
-        codes, from N(0, I), as they did."""
+        codes, from N(0, I), as they did; before the matcher, without reranking (its weights as built,
+        never trained: matched 0)."""
         state_dict.setdefault(prefix + "pixel_noise", torch.zeros(()))
+        if prefix + "matched" not in state_dict:
+            state_dict[prefix + "matched"] = torch.zeros((), dtype=torch.long)
+            for name, value in self.state_dict().items():
+                if name.startswith("match"):
+                    state_dict.setdefault(prefix + name, value)
         state_dict.setdefault(prefix + "codes", torch.zeros_like(self.codes))
+        state_dict.setdefault(prefix + "requests", torch.zeros_like(self.requests))
         state_dict.setdefault(prefix + "written", torch.zeros((), dtype=torch.long))
         super()._load_from_state_dict(state_dict, prefix, *args)
 

@@ -249,13 +249,17 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it(halvings: i
     frozen = [t.detach().clone() for t in (*generator.encoder.parameters(), generator.grid_mean)]  # type: ignore[union-attr]
     optimizer = torch.optim.Adam(generator.parameters(), lr=3e-3)
     generator.train()
-    for _step in range(300):
+    for step in range(1, 301):
         rows = torch.randint(0, 256, (32,))
         losses = generator.losses(data[rows], requests[rows])  # type: ignore[operator]
         optimizer.zero_grad()
         losses["loss"].backward()
         optimizer.step()
         assert float(losses["autoencoder"]) == 0  # frozen: not computed in training
+        if step == 20:  # rerank, early in training: the CVAE still misplaces some patches
+            generator.eval()
+            check_rerank(generator, options)
+            generator.train()
     now = [*generator.encoder.parameters(), generator.grid_mean]  # type: ignore[union-attr]
     assert all(torch.equal(a, b) for a, b in zip(frozen, now, strict=True))
     assert float(generator.seen) == 550  # type: ignore[arg-type]
@@ -264,6 +268,7 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it(halvings: i
     with torch.no_grad():
         generator.losses(data[:32], requests[:32])  # type: ignore[operator]
     assert int(generator.written) == 300 * 32  # evaluation writes none
+    assert int(generator.matched) == 300  # the matcher trained at every training step, and only then
     requests = torch.eye(2).repeat_interleave(50, dim=0)
     for prior in ("aggregate", "standard"):  # a code from a remembered training image's posterior, or N(0, I)
         generator.options = options.model_copy(update={"prior": prior})
@@ -279,6 +284,23 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it(halvings: i
     picked = torch.randint(0, len(generator.codes), (100,), generator=draw)  # type: ignore[arg-type]
     code, log_var = generator.codes[picked].chunk(2, dim=1)  # type: ignore[index]
     generator.options = options.model_copy(update={"pixel_noise": False})  # prior aggregate, the default
+    grid = (
+        generator.decode(code + z * (0.5 * log_var).exp(), requests) * generator.grid_std
+        + generator.grid_mean
+    )  # type: ignore[operator]
+    assert torch.allclose(
+        generator.sample(requests, torch.Generator().manual_seed(0)),  # type: ignore[operator]
+        generator.decoder(grid).sigmoid(),  # type: ignore[operator]
+    )
+    # neighbours: the code of one of the 16 remembered images whose requests are closest (cosine)
+    generator.options = options.model_copy(update={"pixel_noise": False, "neighbours": 16})
+    draw = torch.Generator().manual_seed(0)
+    z, choice = torch.randn(100, 4, generator=draw), torch.randint(0, 16, (100, 1), generator=draw)
+    remembered = generator.requests[: len(generator.codes)]  # type: ignore[index]
+    similar = torch.nn.functional.normalize(requests, dim=1) @ remembered.T
+    picked = similar.topk(16, dim=1).indices.gather(1, choice).squeeze(1)
+    assert torch.equal(remembered[picked], requests)  # each code is that of an image of the same request
+    code, log_var = generator.codes[picked].chunk(2, dim=1)  # type: ignore[index]
     grid = (
         generator.decode(code + z * (0.5 * log_var).exp(), requests) * generator.grid_std
         + generator.grid_mean
@@ -304,12 +326,17 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it(halvings: i
     again = build_generator(options, 2)
     again.load_state_dict(older)
     assert float(again.pixel_noise) == 0  # type: ignore[arg-type]
-    # saved before the ring of codes: prior aggregate (the default) draws from N(0, I), as the run did
-    older = {k: v for k, v in generator.state_dict().items() if k not in ("codes", "written")}
-    again = build_generator(options.model_copy(update={"pixel_noise": False}), 2)
+    # saved before the ring of codes and the matcher: prior aggregate (the default) draws from N(0, I), as
+    # the run did, and rerank keeps the first candidate (an untrained matcher)
+    older = {
+        k: v
+        for k, v in generator.state_dict().items()
+        if k not in ("codes", "written", "requests") and not k.startswith("match")
+    }
+    again = build_generator(options.model_copy(update={"pixel_noise": False, "rerank": 8}), 2)
     again.load_state_dict(older)
     again.eval()
-    assert int(again.written) == 0  # type: ignore[arg-type]
+    assert int(again.written) == 0 and int(again.matched) == 0  # type: ignore[arg-type]
     assert torch.allclose(again.sample(requests, torch.Generator().manual_seed(0)), mean)  # type: ignore[operator]
     with pytest.raises(ConfigError, match=r"^model.generator: size \(12\), width \(16\) and hidden"):
         build_generator(LatentCVAEOptions(size=12, width=16, hidden=16), 2)
@@ -328,6 +355,32 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it(halvings: i
     del saved["halvings"]
     assert LatentCVAEOptions.model_validate(saved).halvings == 2
     assert LatentCVAEOptions.model_validate({"type": "latent_cvae", "beta": 2}).halvings == 1
+
+
+def check_rerank(generator: Any, options: Any) -> None:
+    """Codes far from the prior's centre (temperature 4) draw some patches where the request does not
+    want them; of 8 candidates per request the matcher keeps one where it does."""
+    import torch
+
+    requests = torch.eye(2).repeat_interleave(50, dim=0)
+
+    def misplaced(images: torch.Tensor) -> int:
+        top_left = images[..., 2:7, 2:7].mean((1, 2, 3))
+        bottom_right = images[..., 9:14, 9:14].mean((1, 2, 3))
+        return int((top_left[:50] <= bottom_right[:50]).sum() + (bottom_right[50:] <= top_left[50:]).sum())
+
+    far = options.model_copy(update={"prior": "standard", "pixel_noise": False})
+    generator.options = far
+    candidates = generator.sample(requests.repeat_interleave(8, dim=0), torch.Generator().manual_seed(1), 4.0)
+    generator.options = far.model_copy(update={"rerank": 8})
+    kept = generator.sample(requests, torch.Generator().manual_seed(1), 4.0)
+    generator.options = options
+    assert kept.shape == (100, 3, 16, 16)
+    distance = (candidates.reshape(100, 8, -1) - kept.reshape(100, 1, -1)).abs().amax(2)  # (100, 8)
+    assert float(distance.min(1).values.max()) < 1e-5  # each kept image is one of its request's candidates
+    first = candidates[::8]  # one candidate of each request's 8
+    assert misplaced(first) >= 10  # the candidates are often wrong ...
+    assert misplaced(kept) == 0  # ... and the matcher keeps a right one for every request
 
 
 def test_a_latent_cvae_run_draws_the_same_in_a_fresh_process(tmp_path: Path) -> None:
