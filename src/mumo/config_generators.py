@@ -111,11 +111,13 @@ class LatentCVAEOptions(Section):
     )
 
     neighbours: int = Field(
-        0,
+        16,
         ge=0,
         description="With prior aggregate: draw the code from one of the this many remembered training "
         "images whose requests are closest to this one (cosine of the fused request), so that it does "
-        "not carry what the request says otherwise (a size, a place); 0 = from any of them.",
+        "not carry what the request says otherwise (a size, a place); 0 = from any of them. 16: held-out "
+        "pairs drawn right 0.889 vs 0.864 with 0, seen 0.918 vs 0.887, diversity 0.64 either way (one "
+        "3000-step run, three sampling seeds; BENCHMARKS.md).",
     )
     rerank: int = Field(
         1,
@@ -124,7 +126,8 @@ class LatentCVAEOptions(Section):
         description="Candidates drawn for each sample, of which the one a matcher scores closest to the "
         "request is kept (DALL-E's reranking by CLIP, Ramesh et al. 2021): the matcher, two small towers "
         "over the latent grid and the fused request trained contrastively beside the CVAE on the training "
-        "pairs, is trained whatever this is; 1 = every sample is the first candidate.",
+        "pairs, is trained whatever this is; 1 = every sample is the first candidate. 8 with neighbours "
+        "16: held-out 0.910 vs 0.894, diversity 0.49 vs 0.65 (the typical candidate wins): not the default.",
     )
 
     @model_validator(mode="before")

@@ -283,7 +283,9 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it(halvings: i
     z = torch.randn(100, 4, generator=draw)
     picked = torch.randint(0, len(generator.codes), (100,), generator=draw)  # type: ignore[arg-type]
     code, log_var = generator.codes[picked].chunk(2, dim=1)  # type: ignore[index]
-    generator.options = options.model_copy(update={"pixel_noise": False})  # prior aggregate, the default
+    generator.options = options.model_copy(
+        update={"pixel_noise": False, "neighbours": 0}
+    )  # aggregate: any image
     grid = (
         generator.decode(code + z * (0.5 * log_var).exp(), requests) * generator.grid_std
         + generator.grid_mean
@@ -292,8 +294,9 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it(halvings: i
         generator.sample(requests, torch.Generator().manual_seed(0)),  # type: ignore[operator]
         generator.decoder(grid).sigmoid(),  # type: ignore[operator]
     )
-    # neighbours: the code of one of the 16 remembered images whose requests are closest (cosine)
-    generator.options = options.model_copy(update={"pixel_noise": False, "neighbours": 16})
+    # neighbours 16 (the default): the code of one of the 16 remembered images whose requests are closest
+    generator.options = options.model_copy(update={"pixel_noise": False})
+    assert generator.options.neighbours == 16
     draw = torch.Generator().manual_seed(0)
     z, choice = torch.randn(100, 4, generator=draw), torch.randint(0, 16, (100, 1), generator=draw)
     remembered = generator.requests[: len(generator.codes)]  # type: ignore[index]
