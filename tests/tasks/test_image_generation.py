@@ -282,18 +282,8 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it(halvings: i
     draw = torch.Generator().manual_seed(0)
     z = torch.randn(100, 4, generator=draw)
     picked = torch.randint(0, len(generator.codes), (100,), generator=draw)  # type: ignore[arg-type]
-    code, log_var = generator.codes[picked].chunk(2, dim=1)  # type: ignore[index]
-    generator.options = options.model_copy(
-        update={"pixel_noise": False, "neighbours": 0}
-    )  # aggregate: any image
-    grid = (
-        generator.decode(code + z * (0.5 * log_var).exp(), requests) * generator.grid_std
-        + generator.grid_mean
-    )  # type: ignore[operator]
-    assert torch.allclose(
-        generator.sample(requests, torch.Generator().manual_seed(0)),  # type: ignore[operator]
-        generator.decoder(grid).sigmoid(),  # type: ignore[operator]
-    )
+    generator.options = options.model_copy(update={"pixel_noise": False, "neighbours": 0})  # any image
+    assert_draws_from(generator, requests, generator.codes[picked], z)  # type: ignore[index]
     # neighbours 16 (the default): the code of one of the 16 remembered images whose requests are closest
     generator.options = options.model_copy(update={"pixel_noise": False})
     assert generator.options.neighbours == 16
@@ -303,15 +293,7 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it(halvings: i
     similar = torch.nn.functional.normalize(requests, dim=1) @ remembered.T
     picked = similar.topk(16, dim=1).indices.gather(1, choice).squeeze(1)
     assert torch.equal(remembered[picked], requests)  # each code is that of an image of the same request
-    code, log_var = generator.codes[picked].chunk(2, dim=1)  # type: ignore[index]
-    grid = (
-        generator.decode(code + z * (0.5 * log_var).exp(), requests) * generator.grid_std
-        + generator.grid_mean
-    )  # type: ignore[operator]
-    assert torch.allclose(
-        generator.sample(requests, torch.Generator().manual_seed(0)),  # type: ignore[operator]
-        generator.decoder(grid).sigmoid(),  # type: ignore[operator]
-    )
+    assert_draws_from(generator, requests, generator.codes[picked], z)  # type: ignore[index]
     generator.options = options.model_copy(update={"prior": "standard"})
     # a sample is the decoded grid plus pixel noise of the autoencoder's residual spread (training images)
     with torch.no_grad():
@@ -358,6 +340,21 @@ def test_the_latent_cvae_draws_each_request_where_its_images_have_it(halvings: i
     del saved["halvings"]
     assert LatentCVAEOptions.model_validate(saved).halvings == 2
     assert LatentCVAEOptions.model_validate({"type": "latent_cvae", "beta": 2}).halvings == 1
+
+
+def assert_draws_from(generator: Any, requests: Any, codes: Any, z: Any) -> None:
+    """Seed 0's samples are the decoded grids of these remembered posteriors (mean, log variance), each
+    shifted by its spread times z (prior aggregate, no pixel noise)."""
+    import torch
+
+    mean, log_var = codes.chunk(2, dim=1)
+    grid = (
+        generator.decode(mean + z * (0.5 * log_var).exp(), requests) * generator.grid_std
+        + generator.grid_mean
+    )
+    assert torch.allclose(
+        generator.sample(requests, torch.Generator().manual_seed(0)), generator.decoder(grid).sigmoid()
+    )
 
 
 def check_rerank(generator: Any, options: Any) -> None:
