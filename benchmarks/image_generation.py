@@ -11,7 +11,12 @@ colour and shape. Reported for the colour-shape pairs held out of training and f
 - FID in the judge's feature space (torchmetrics' FrechetInceptionDistance with the colour judge's fused
   vector as the feature; Inception weights are not reachable here), drawn vs real test images.
 
+With `--seeds 0,1,2` every figure is the mean over those sampling seeds (each seed's own in `per_seed`);
+with `--sample neighbours=0,rerank=8` (repeatable) the same trained run is scored again with those of its
+generator's sampling options changed (in memory; `settings` in the JSON), after the run's own.
+
 Usage: python -m benchmarks.image_generation [--n-rows 3000] [--n 4] [--set key=value ...]
+       [--seeds 0,1,2] [--sample key=value,key=value ...]
        [--judges DIR (kept and reused)] [--run RUN (score a trained run)] [--json F]
 """
 
@@ -210,6 +215,49 @@ def score(
     }
 
 
+def averaged(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean of each number over `results` (dicts of the same keys); anything else from the first."""
+    first = results[0]
+    if isinstance(first, dict):
+        return {key: averaged([r[key] for r in results]) for key in first}
+    if isinstance(first, bool) or not isinstance(first, int | float):
+        return first
+    mean = float(np.mean(results))
+    return round(mean) if isinstance(first, int) and mean == round(mean) else mean
+
+
+def sampling(model: Any, options: dict[str, Any]) -> None:
+    """Change sampling options of a loaded run's generator in memory (e.g. neighbours, rerank), checked
+    as its config is; a key that is not one of its options is an error naming it."""
+    generator = model.config.model.generator
+    unknown = [key for key in options if key not in type(generator).model_fields or key == "type"]
+    if unknown:
+        raise SystemExit(
+            f"--sample: {', '.join(unknown)} is not an option of model.generator ({generator.type})"
+        )
+    try:
+        changed = type(generator).model_validate({**generator.model_dump(), **options})
+    except ValueError as error:  # (pydantic's ValidationError)
+        first = error.errors()[0] if hasattr(error, "errors") else {"loc": (), "msg": str(error)}
+        where = ".".join(str(part) for part in first["loc"])
+        raise SystemExit(f"--sample: {where}: {first['msg']}") from None
+    model.config.model.generator = changed
+    for module in model.network.modules():  # the generator keeps the options it was built with
+        if type(getattr(module, "options", None)) is type(generator):
+            module.options = changed
+
+
+def scored(
+    model: Any, paths: dict[str, Path], judge: dict[str, Any], n: int, work: Path, seeds: list[int]
+) -> dict[str, Any]:
+    """score() at each sampling seed: the mean over them, each seed's own in per_seed."""
+    each = []
+    for seed in seeds:
+        (work / f"seed{seed}").mkdir(parents=True, exist_ok=True)
+        each.append(score(model, paths, judge, n, work / f"seed{seed}", seed))
+    return {**averaged(each), "seeds": seeds, **({"per_seed": each} if len(each) > 1 else {})}
+
+
 def run(
     rows: int,
     n: int,
@@ -218,6 +266,8 @@ def run(
     judge_dir: Path,
     trained_run: str | None,
     seed: int = 0,
+    seeds: list[int] | None = None,
+    samples: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     paths = materialize("shapes-draw", rows, seed)
     result: dict[str, Any] = {}
@@ -232,13 +282,30 @@ def run(
         trained_run = str(trained.path)
     model = mumo.load(trained_run)
     result["generator"] = model.config.model.generator.model_dump() if model.config.model.generator else None
-    result.update(score(model, paths, judges(judge_folder(), judge_dir), n, work, seed))
-    result["met"] = result["held_out_pairs"]["both"] >= GOAL_CORRECT and result["diversity"] >= GOAL_DIVERSITY
+    judge = judges(judge_folder(), judge_dir)
+    result.update(scored(model, paths, judge, n, work / "drawn", seeds or [seed]))
+    result["met"] = met(result)
+    if samples:
+        result["settings"] = []
+        for k, options in enumerate(samples):
+            sampling(model, options)
+            other = scored(model, paths, judge, n, work / f"setting{k}", seeds or [seed])
+            result["settings"].append({"sample": options, **other, "met": met(other)})
     return result
 
 
+def met(result: dict[str, Any]) -> bool:
+    return bool(result["held_out_pairs"]["both"] >= GOAL_CORRECT and result["diversity"] >= GOAL_DIVERSITY)
+
+
 def report(result: dict[str, Any]) -> None:
-    """The table of what the judges said, and one line of diversity, FID and time."""
+    """The table of what the judges said, and one line of diversity, FID and time (for the run's own
+    sampling options, then for each --sample setting)."""
+    seeds = result.get("seeds", [0])
+    print(
+        f"sampling seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+        + (" (means)" if len(seeds) > 1 else "")
+    )
     print("| pairs | colour | shape | both (goal >= 0.95 held-out) |")
     print("|---|---:|---:|---:|")
     for name in ("held_out_pairs", "seen_pairs"):
@@ -253,6 +320,9 @@ def report(result: dict[str, Any]) -> None:
         f"judge val accuracy colour {result['judge_val_accuracy']['colour']:.3f}, shape {result['judge_val_accuracy']['shape']:.3f}"
         + (f" · train {result['train_seconds']:.0f} s" if "train_seconds" in result else "")
     )
+    for setting in result.get("settings", []):
+        print(f"\nwith {', '.join(f'{k}={v}' for k, v in setting['sample'].items())}:")
+        report(setting)
 
 
 def main() -> int:
@@ -262,11 +332,24 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], help="config overrides, e.g. train.epochs=100")
     parser.add_argument("--judges", help="a folder to keep the judges in and reuse them from")
     parser.add_argument("--run", help="score this trained run instead of training one")
+    parser.add_argument(
+        "--seeds", default="0", help="sampling seeds, comma-separated (figures are their means)"
+    )
+    parser.add_argument(
+        "--sample",
+        action="append",
+        default=[],
+        help="score the run again with these sampling options, e.g. neighbours=0,rerank=8 (repeatable)",
+    )
     parser.add_argument("--json", default="benchmarks/results/image_generation.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         judge_dir = Path(args.judges) if args.judges else Path(tmp) / "judges"
-        result = run(args.n_rows, args.n, parse_overrides(args.set), Path(tmp), judge_dir, args.run)
+        seeds = [int(s) for s in args.seeds.split(",")]
+        samples = [dict(kv.split("=", 1) for kv in option.split(",")) for option in args.sample]
+        result = run(
+            args.n_rows, args.n, parse_overrides(args.set), Path(tmp), judge_dir, args.run, 0, seeds, samples
+        )
     report(result)
     return save(result, args.json, result["met"])
 

@@ -472,3 +472,52 @@ def test_a_resumed_latent_cvae_run_does_not_train_its_autoencoder_again(tmp_path
     assert "training the autoencoder first" not in resumed.stderr
     assert not re.findall(r"^autoencoder \d+/30", resumed.stderr, flags=re.M)
     assert re.findall(r"^epoch (\d+)/", resumed.stderr, flags=re.M)[0] != "1"
+
+
+def test_the_benchmark_scores_other_sampling_options_of_one_run(tmp_path: Path) -> None:
+    """benchmarks.image_generation --sample: a trained run's sampling options changed in memory, checked
+    as its config is (an unknown key or a bad value is named); --seeds: figures averaged over seeds."""
+    from benchmarks.image_generation import averaged, sampling
+
+    config = {
+        "name": "latent",
+        "data": {"train": "builtin:shapes-draw", "builtin": {"n": 200}},
+        "model": {
+            "dim": 16,
+            "generator": {
+                "type": "latent_cvae",
+                "width": 8,
+                "hidden": 8,
+                "latent": 4,
+                "blocks": 1,
+                "autoencoder_steps": 10,
+            },
+        },
+        "train": {"epochs": 1, "batch_size": 32, "progress": False},
+    }
+    model = mumo.train(config, out=tmp_path / "run", quiet=True).model
+    rows = [{"caption": "a red circle"}, {"caption": "a blue cross on the left"}]
+    before = model.generate(rows, n=3, seed=1)
+    sampling(model, {"rerank": "4", "neighbours": "0"})
+    generator = model.network.generator
+    assert (generator.options.rerank, generator.options.neighbours) == (4, 0)
+    assert (model.config.model.generator.rerank, model.config.model.generator.neighbours) == (4, 0)
+    after = model.generate(rows, n=3, seed=1)
+    assert any(
+        not np.array_equal(np.asarray(a), np.asarray(b))
+        for row_a, row_b in zip(before, after, strict=True)
+        for a, b in zip(row_a, row_b, strict=True)
+    )
+    with pytest.raises(
+        SystemExit, match=r"^--sample: steps is not an option of model.generator \(latent_cvae\)$"
+    ):
+        sampling(model, {"steps": "3"})
+    with pytest.raises(SystemExit, match=r"^--sample: rerank: Input should be greater than or equal to 1$"):
+        sampling(model, {"rerank": "0"})  # (at least 1)
+    mean = averaged(
+        [
+            {"a": {"both": 0.5, "images": 8, "drawn_most": "red circle"}},
+            {"a": {"both": 1.0, "images": 8, "drawn_most": "x"}},
+        ]
+    )
+    assert mean == {"a": {"both": 0.75, "images": 8, "drawn_most": "red circle"}}
