@@ -4,12 +4,16 @@ Latent CVAE (the two-stage route of VQ-VAE-2 / latent diffusion, Rombach et al. 
 second stage): a deterministic spatial autoencoder (size → size / 2 ** `halvings` on a side, `grid`
 channels, 3x3 conv stages, trained on L1 + L1 of the image gradients: sharp edges, Mathieu et al. 2016)
 does the drawing, and a CVAE learns its latent grid from the condition (FiLM residual blocks at size / 4
-on a side at most, doubled at half the channels up to a finer grid; Gaussian with one learned scale; the
-same anchor term as the CVAE's). The autoencoder first trains alone (`autoencoder_steps`, its own Adam and
-one-cycle schedule: `fit_autoencoder`, which the task runs before mumo's training loop), then it is
-frozen and the CVAE learns its latent, normalized per channel by the grid's statistics over the training
-images. Samples decode z ~ N(0, I) and add pixel noise of the autoencoder's residual spread (a draw from
-p(image | grid); `pixel_noise`). A vector code cannot place a small shape precisely; a grid of codes for
+on a side at most, doubled at half the channels up to a finer grid; Gaussian with one learned scale;
+the CVAE's anchor term is an option, off by default: with a request that identifies each training image,
+it teaches the decoder to draw that image from the request alone, and the code goes unused). The
+autoencoder first trains alone (`autoencoder_steps`, its own Adam and one-cycle schedule:
+`fit_autoencoder`, which the task runs before mumo's training loop), then it is frozen and the CVAE
+learns its latent, normalized per channel by the grid's statistics over the training images. Samples
+decode a code drawn from the posterior of one of the remembered training images whose requests are
+closest to theirs (prior aggregate, `neighbours`; or z ~ N(0, I) with prior standard), optionally the
+best of `rerank` candidates by a matcher, and add pixel noise of the autoencoder's residual spread (a
+draw from p(image | grid); `pixel_noise`). A vector code cannot place a small shape precisely; a grid of codes for
 a decoder that already draws sharp shapes can (builtin:shapes-draw, held-out colour-shape pairs drawn
 right: the CVAE 0.28, this generator: see BENCHMARKS.md).
 """
@@ -225,8 +229,11 @@ class LatentCVAE(nn.Module):
             self.decode(z.to(condition.dtype), condition).float(), target, self.log_scale
         )
         elbo = reconstruction + self.options.beta * kl / target[0].numel()
-        central = self.decode(torch.zeros_like(z).to(condition.dtype), condition).float()
-        anchor = gaussian_nll(central, target, self.log_scale)
+        if self.options.anchor:
+            central = self.decode(torch.zeros_like(z).to(condition.dtype), condition).float()
+            anchor = gaussian_nll(central, target, self.log_scale)
+        else:  # (the default: a decode per step saved)
+            anchor = elbo.new_zeros(())
         match = self.match_loss(target.to(condition.dtype), condition.detach()).float()
         objective = autoencoder + elbo + self.options.anchor * anchor + match
         return {
