@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
+from pydantic import ValidationError
 
 import mumo
 from benchmarks.common import save
@@ -237,10 +238,9 @@ def sampling(model: Any, options: dict[str, Any]) -> None:
         )
     try:
         changed = type(generator).model_validate({**generator.model_dump(), **options})
-    except ValueError as error:  # (pydantic's ValidationError)
-        first = error.errors()[0] if hasattr(error, "errors") else {"loc": (), "msg": str(error)}
-        where = ".".join(str(part) for part in first["loc"])
-        raise SystemExit(f"--sample: {where}: {first['msg']}") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise SystemExit(f"--sample: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     model.config.model.generator = changed
     for module in model.network.modules():  # the generator keeps the options it was built with
         if type(getattr(module, "options", None)) is type(generator):
