@@ -383,23 +383,19 @@ def check_rerank(generator: Any, options: Any) -> None:
     assert misplaced(kept) == 0  # ... and the matcher keeps a right one for every request
 
 
-def test_a_latent_cvae_run_draws_the_same_in_a_fresh_process(tmp_path: Path) -> None:
-    config = {
+def tiny_latent_cvae(rows: int, epochs: int, autoencoder_steps: int) -> dict[str, Any]:
+    """The config of a tiny latent_cvae run on builtin:shapes-draw."""
+    generator = {"type": "latent_cvae", "width": 8, "hidden": 8, "latent": 4, "blocks": 1}
+    return {
         "name": "latent",
-        "data": {"train": "builtin:shapes-draw", "builtin": {"n": 400}},
-        "model": {
-            "dim": 16,
-            "generator": {
-                "type": "latent_cvae",
-                "width": 8,
-                "hidden": 8,
-                "latent": 4,
-                "blocks": 1,
-                "autoencoder_steps": 20,
-            },
-        },
-        "train": {"epochs": 2, "batch_size": 32, "progress": False},
+        "data": {"train": "builtin:shapes-draw", "builtin": {"n": rows}},
+        "model": {"dim": 16, "generator": {**generator, "autoencoder_steps": autoencoder_steps}},
+        "train": {"epochs": epochs, "batch_size": 32, "progress": False},
     }
+
+
+def test_a_latent_cvae_run_draws_the_same_in_a_fresh_process(tmp_path: Path) -> None:
+    config = tiny_latent_cvae(400, epochs=2, autoencoder_steps=20)
     run = mumo.train(config, out=tmp_path / "run", quiet=True)
     assert {"objective", "autoencoder", "elbo", "kl", "spread"} <= set(run.metrics["test"])
     caption = run.model.config.model.encoders["caption"]
@@ -479,22 +475,7 @@ def test_the_benchmark_scores_other_sampling_options_of_one_run(tmp_path: Path) 
     as its config is (an unknown key or a bad value is named); --seeds: figures averaged over seeds."""
     from benchmarks.image_generation import averaged, sampling
 
-    config = {
-        "name": "latent",
-        "data": {"train": "builtin:shapes-draw", "builtin": {"n": 200}},
-        "model": {
-            "dim": 16,
-            "generator": {
-                "type": "latent_cvae",
-                "width": 8,
-                "hidden": 8,
-                "latent": 4,
-                "blocks": 1,
-                "autoencoder_steps": 10,
-            },
-        },
-        "train": {"epochs": 1, "batch_size": 32, "progress": False},
-    }
+    config = tiny_latent_cvae(200, epochs=1, autoencoder_steps=10)
     model = mumo.train(config, out=tmp_path / "run", quiet=True).model
     rows = [{"caption": "a red circle"}, {"caption": "a blue cross on the left"}]
     before = model.generate(rows, n=3, seed=1)
